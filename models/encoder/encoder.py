@@ -1,0 +1,166 @@
+"""Serve the rebuilt multilingual-e5-small: one pooled, L2-normalised vector per text.
+
+Every text goes through the same steps as at build/evaluation time: Tifinagh is
+transliterated to Latin (the vocabulary has no Tifinagh pieces), the E5 `query: ` prefix
+is added, then mean pooling over the attention mask and L2 normalisation.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from models.encoder import build
+from models.text.transliterate import tifinagh_to_latin
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+DEFAULT_PREFIX = "query: "
+DEFAULT_MAX_LENGTH = 256
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects affinity masks in containers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def check_model_dir(model_dir: str | Path | None) -> Path:
+    """Resolve and validate a rebuilt model directory, telling the caller how to fix it."""
+    path = Path(model_dir) if model_dir is not None else build.model_dir()
+    meta = build.read_meta(path)
+    if meta is None or not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"no rebuilt encoder at {path}; run `python -m models.encoder.build` "
+            "(or pass model_dir=...)"
+        )
+    if not build.is_valid(path):
+        warnings.warn(
+            f"{path} is incomplete or from another source/format; "
+            "rebuild with `python -m models.encoder.build --force`",
+            stacklevel=3,
+        )
+    import transformers
+
+    built_with = meta.get("versions", {}).get("transformers")
+    if built_with and built_with != transformers.__version__:
+        warnings.warn(
+            f"encoder built with transformers {built_with}, running {transformers.__version__}",
+            stacklevel=3,
+        )
+    return path
+
+
+class BaseEncoder:
+    """Tokenisation, length bucketing and pooling shared by the torch and ONNX backends."""
+
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        num_threads: int | None = None,
+        prefix: str = DEFAULT_PREFIX,
+    ) -> None:
+        from tokenizers import Tokenizer
+
+        if max_length < 3:
+            raise ValueError(f"max_length must be at least 3 (got {max_length})")
+        self.model_dir = check_model_dir(model_dir)
+        self.max_length = max_length
+        self.num_threads = num_threads if num_threads else available_cores()
+        self.prefix = prefix
+        self.tokenizer_ = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        self.tokenizer_.enable_truncation(max_length)
+        self.tokenizer_.no_padding()
+        pad_id = self.tokenizer_.token_to_id("<pad>")
+        self.pad_id_: int = 1 if pad_id is None else pad_id
+        config = build.read_meta(self.model_dir) or {}
+        self.dim: int = int(config.get("architecture", {}).get("hidden", 384))
+
+    def prepare(self, text: str) -> str:
+        """The exact string the model sees: Tifinagh transliterated, E5 prefix added."""
+        return self.prefix + tifinagh_to_latin(text)
+
+    def token_ids(self, text: str) -> list[int]:
+        """Token ids fed to the model for `text` (prefix and specials included, truncated)."""
+        return list(self.tokenizer_.encode(self.prepare(text)).ids)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> npt.NDArray[np.float32]:
+        """Embed `texts` into an (n, dim) float32 array of unit vectors, in input order."""
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a sequence of texts; wrap a single text in a list")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive (got {batch_size})")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self.tokenizer_.encode_batch([self.prepare(t) for t in texts])
+        ids = [e.ids for e in encodings]
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            width = max(len(ids[i]) for i in rows)
+            input_ids = np.full((len(rows), width), self.pad_id_, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                input_ids[r, : len(ids[i])] = ids[i]
+                mask[r, : len(ids[i])] = 1
+            out[rows] = self._embed(input_ids, mask)
+        return out
+
+    def _embed(
+        self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        """Pooled, normalised embeddings for one padded batch."""
+        raise NotImplementedError
+
+
+class Encoder(BaseEncoder):
+    """multilingual-e5-small on torch (CPU), loaded from local files only."""
+
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        num_threads: int | None = None,
+        prefix: str = DEFAULT_PREFIX,
+    ) -> None:
+        super().__init__(
+            model_dir, max_length=max_length, num_threads=num_threads, prefix=prefix
+        )
+        import torch
+        from transformers import AutoModel
+
+        torch.set_num_threads(self.num_threads)
+        self.model_: PreTrainedModel = AutoModel.from_pretrained(self.model_dir, local_files_only=True)
+        self.model_.eval()
+
+    def _embed(
+        self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        import torch
+
+        with torch.inference_mode():
+            ids = torch.from_numpy(input_ids)
+            mask = torch.from_numpy(attention_mask)
+            hidden = self.model_(input_ids=ids, attention_mask=mask).last_hidden_state
+            pooled = mean_pool(hidden, mask)
+            return torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average token states over real (unpadded) tokens, as in the E5 model card."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)

@@ -1,0 +1,386 @@
+"""Char + word n-gram TF-IDF heads: the honest baseline every encoder head must beat.
+
+Character n-grams (``char_wb`` 2-5) survive the free spelling of Darija and Arabizi
+(``bzaf``/``bzzaaf``, 3/7/9 for ع/ح/ق) where word features fragment; word uni/bigrams add the
+lexical cues. Both heads normalise text with the pipeline's own ``normalize`` so that what is
+evaluated is what is served.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import joblib
+import numpy as np
+from scipy import sparse
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.model_selection import KFold
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import FeatureUnion
+
+from models.registry import register_model_kind
+from models.text.normalize import normalize
+
+MODEL_FILE = "model.joblib"
+# Words plus single non-space symbols, so emoji and "!" become word features too.
+WORD_TOKEN_PATTERN = r"(?u)\w+|[^\w\s]"
+
+
+def build_features(
+    char_ngram_range: tuple[int, int],
+    word_ngram_range: tuple[int, int],
+    max_char_features: int,
+    max_word_features: int,
+    min_df: int,
+) -> FeatureUnion:
+    """The shared feature space: sublinear TF-IDF over char_wb and word n-grams, float32."""
+    return FeatureUnion(
+        [
+            (
+                "char",
+                TfidfVectorizer(
+                    analyzer="char_wb",
+                    ngram_range=char_ngram_range,
+                    min_df=min_df,
+                    max_features=max_char_features,
+                    sublinear_tf=True,
+                    dtype=np.float32,
+                ),
+            ),
+            (
+                "word",
+                TfidfVectorizer(
+                    analyzer="word",
+                    token_pattern=WORD_TOKEN_PATTERN,
+                    ngram_range=word_ngram_range,
+                    min_df=min_df,
+                    max_features=max_word_features,
+                    sublinear_tf=True,
+                    dtype=np.float32,
+                ),
+            ),
+        ]
+    )
+
+
+# Redaction and URL/handle placeholders, removed exactly as `models.pipeline.model_input` does,
+# so the heads train on what they will be served.
+_PLACEHOLDER = re.compile(r"\[(?:EMAIL|PHONE|CIN|IBAN|CARD)\]|\bURL\b|@USER")
+
+
+def prepare(text: str) -> str:
+    """Model input: normalised, placeholders dropped (idempotent on pipeline input)."""
+    return normalize(_PLACEHOLDER.sub(" ", normalize(text)))
+
+
+def normalize_all(texts: Iterable[str]) -> list[str]:
+    return [prepare(text) for text in texts]
+
+
+def _shrink(features: FeatureUnion) -> None:
+    """Drop what inference never reads: the pruned-term set can outweigh the vocabulary."""
+    for _, vectorizer in features.transformer_list:
+        if hasattr(vectorizer, "stop_words_"):
+            del vectorizer.stop_words_
+
+
+def _to_float32(model: LogisticRegression) -> None:
+    model.coef_ = model.coef_.astype(np.float32)
+    model.intercept_ = model.intercept_.astype(np.float32)
+
+
+class _TfidfHead:
+    """Persistence shared by both heads: one compressed joblib file of the fitted state."""
+
+    kind: ClassVar[str]
+    labels_: list[str]
+    _STATE: ClassVar[tuple[str, ...]]
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {name: getattr(self, name) for name in self._STATE}
+        payload = {"kind": self.kind, "params": self.get_params(), "state": state}
+        joblib.dump(payload, directory / MODEL_FILE, compress=("xz", 6))
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        payload = joblib.load(directory / MODEL_FILE)
+        if payload.get("kind") != cls.kind:
+            raise ValueError(f"{directory / MODEL_FILE} holds a '{payload.get('kind')}' model")
+        model = cls(**payload["params"])
+        for name, value in payload["state"].items():
+            setattr(model, name, value)
+        return model
+
+    def get_params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@register_model_kind
+class TfidfSentimentClassifier(_TfidfHead):
+    """3-class sentiment: TF-IDF + balanced logistic regression + temperature calibration.
+
+    Calibration needs data the model did not fit: pass ``calibration_texts``/``_labels``
+    (a dev split) to ``fit``; without them, temperature is fitted on 3-fold out-of-fold scores.
+    """
+
+    kind: ClassVar[str] = "tfidf-sentiment"
+    _STATE: ClassVar[tuple[str, ...]] = ("features_", "classifier_", "calibrator_", "labels_")
+
+    def __init__(
+        self,
+        C: float = 2.0,
+        char_ngram_range: tuple[int, int] = (2, 5),
+        word_ngram_range: tuple[int, int] = (1, 2),
+        max_char_features: int = 150_000,
+        max_word_features: int = 50_000,
+        min_df: int = 2,
+        calibrate: bool = True,
+        max_iter: int = 1000,
+    ) -> None:
+        self.C = C
+        self.char_ngram_range = char_ngram_range
+        self.word_ngram_range = word_ngram_range
+        self.max_char_features = max_char_features
+        self.max_word_features = max_word_features
+        self.min_df = min_df
+        self.calibrate = calibrate
+        self.max_iter = max_iter
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "C": self.C,
+            "char_ngram_range": tuple(self.char_ngram_range),
+            "word_ngram_range": tuple(self.word_ngram_range),
+            "max_char_features": self.max_char_features,
+            "max_word_features": self.max_word_features,
+            "min_df": self.min_df,
+            "calibrate": self.calibrate,
+            "max_iter": self.max_iter,
+        }
+
+    def _new_classifier(self) -> LogisticRegression:
+        return LogisticRegression(C=self.C, class_weight="balanced", max_iter=self.max_iter)
+
+    def fit(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        calibration_texts: Sequence[str] | None = None,
+        calibration_labels: Sequence[str] | None = None,
+    ) -> Self:
+        features = build_features(
+            tuple(self.char_ngram_range),  # type: ignore[arg-type]
+            tuple(self.word_ngram_range),  # type: ignore[arg-type]
+            self.max_char_features,
+            self.max_word_features,
+            self.min_df,
+        )
+        matrix = features.fit_transform(normalize_all(texts))
+        _shrink(features)
+        return self.fit_features(
+            features,
+            matrix,
+            labels,
+            calibration_texts=calibration_texts,
+            calibration_labels=calibration_labels,
+        )
+
+    def fit_features(
+        self,
+        features: FeatureUnion,
+        matrix: sparse.spmatrix,
+        labels: Sequence[str],
+        *,
+        calibration_texts: Sequence[str] | None = None,
+        calibration_labels: Sequence[str] | None = None,
+    ) -> Self:
+        """Fit on an already vectorised matrix (lets a C search share one vectorisation)."""
+        y = np.asarray(labels, dtype=object)
+        self.features_ = features
+        self.calibrator_: CalibratedClassifierCV | None = None
+        held_out = calibration_texts is not None and calibration_labels is not None
+        if self.calibrate and not held_out:
+            # Out-of-fold temperature; ensemble=False also refits one classifier on all data.
+            calibrator = CalibratedClassifierCV(
+                self._new_classifier(), method="temperature", cv=3, ensemble=False
+            ).fit(matrix, y)
+            classifier = calibrator.calibrated_classifiers_[0].estimator
+            _to_float32(classifier)
+            self.calibrator_ = calibrator
+        else:
+            classifier = self._new_classifier().fit(matrix, y)
+            _to_float32(classifier)
+        self.classifier_ = classifier
+        self.labels_ = [str(label) for label in classifier.classes_]
+        if self.calibrate and held_out:
+            calibrator = CalibratedClassifierCV(FrozenEstimator(classifier), method="temperature")
+            calibrator.fit(self._transform(calibration_texts), np.asarray(calibration_labels))
+            self.calibrator_ = calibrator
+        return self
+
+    def _transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        return self.features_.transform(normalize_all(texts))
+
+    def decision_function(self, texts: Sequence[str]) -> np.ndarray:
+        """Uncalibrated per-class logits, columns in ``labels_`` order."""
+        return np.asarray(self.classifier_.decision_function(self._transform(texts)))
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Calibrated probabilities, columns in ``labels_`` order."""
+        matrix = self._transform(texts)
+        model = self.calibrator_ if self.calibrator_ is not None else self.classifier_
+        return np.asarray(model.predict_proba(matrix), dtype=np.float64)
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        proba = self.predict_proba(texts)
+        return np.asarray(self.labels_, dtype=object)[proba.argmax(axis=1)]
+
+
+def best_thresholds(y_true: np.ndarray, scores: np.ndarray, floor: float = 0.05) -> np.ndarray:
+    """Per-column threshold maximising F1 on held-out scores (0.5 where a column has no positive)."""
+    thresholds = np.full(y_true.shape[1], 0.5)
+    for column in range(y_true.shape[1]):
+        truth = y_true[:, column]
+        if truth.sum() == 0:
+            continue
+        candidates = np.unique(np.clip(scores[:, column], floor, 0.95))
+        best, best_f1 = 0.5, -1.0
+        for candidate in candidates:
+            f1 = f1_score(truth, scores[:, column] >= candidate, zero_division=0.0)
+            if f1 > best_f1:
+                best, best_f1 = float(candidate), float(f1)
+        thresholds[column] = best
+    return thresholds
+
+
+@register_model_kind
+class TfidfTopicClassifier(_TfidfHead):
+    """Multi-label topics: one balanced logistic regression per topic, per-topic thresholds.
+
+    Thresholds are tuned on a dev split when one is passed to ``fit``, otherwise on
+    ``cv``-fold out-of-fold scores of the training data.
+    """
+
+    kind: ClassVar[str] = "tfidf-topics"
+    _STATE: ClassVar[tuple[str, ...]] = ("features_", "classifier_", "thresholds_", "labels_")
+
+    def __init__(
+        self,
+        C: float = 4.0,
+        char_ngram_range: tuple[int, int] = (2, 5),
+        word_ngram_range: tuple[int, int] = (1, 2),
+        max_char_features: int = 100_000,
+        max_word_features: int = 30_000,
+        min_df: int = 1,
+        cv: int = 5,
+        random_state: int = 0,
+        max_iter: int = 1000,
+    ) -> None:
+        self.C = C
+        self.char_ngram_range = char_ngram_range
+        self.word_ngram_range = word_ngram_range
+        self.max_char_features = max_char_features
+        self.max_word_features = max_word_features
+        self.min_df = min_df
+        self.cv = cv
+        self.random_state = random_state
+        self.max_iter = max_iter
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "C": self.C,
+            "char_ngram_range": tuple(self.char_ngram_range),
+            "word_ngram_range": tuple(self.word_ngram_range),
+            "max_char_features": self.max_char_features,
+            "max_word_features": self.max_word_features,
+            "min_df": self.min_df,
+            "cv": self.cv,
+            "random_state": self.random_state,
+            "max_iter": self.max_iter,
+        }
+
+    def _indicator(self, topics: Sequence[Sequence[str]], labels: list[str]) -> np.ndarray:
+        index = {label: i for i, label in enumerate(labels)}
+        matrix = np.zeros((len(topics), len(labels)), dtype=np.int8)
+        for row, row_topics in enumerate(topics):
+            for topic in row_topics:
+                if topic in index:
+                    matrix[row, index[topic]] = 1
+        return matrix
+
+    def _fit_matrix(self, texts: list[str], y: np.ndarray) -> tuple[FeatureUnion, Any]:
+        features = build_features(
+            tuple(self.char_ngram_range),  # type: ignore[arg-type]
+            tuple(self.word_ngram_range),  # type: ignore[arg-type]
+            self.max_char_features,
+            self.max_word_features,
+            self.min_df,
+        )
+        matrix = features.fit_transform(texts)
+        classifier = OneVsRestClassifier(
+            LogisticRegression(C=self.C, class_weight="balanced", max_iter=self.max_iter)
+        ).fit(matrix, y)
+        return features, classifier
+
+    def fit(
+        self,
+        texts: Sequence[str],
+        topics: Sequence[Sequence[str]],
+        *,
+        labels: Sequence[str] | None = None,
+        dev_texts: Sequence[str] | None = None,
+        dev_topics: Sequence[Sequence[str]] | None = None,
+    ) -> Self:
+        """``topics``: the topic ids of each text; ``labels`` fixes the column order."""
+        self.labels_ = list(labels) if labels is not None else sorted({t for ts in topics for t in ts})
+        y = self._indicator(topics, self.labels_)
+        missing = [label for label, count in zip(self.labels_, y.sum(axis=0), strict=True) if not count]
+        if missing:
+            raise ValueError(f"no training example for topic(s) {missing}; add examples or drop them")
+        normalized = normalize_all(texts)
+        if dev_texts is not None and dev_topics is not None:
+            self.features_, self.classifier_ = self._fit_matrix(normalized, y)
+            self.thresholds_ = best_thresholds(
+                self._indicator(dev_topics, self.labels_), self.predict_proba(dev_texts)
+            )
+        else:
+            self.thresholds_ = best_thresholds(y, self._out_of_fold_scores(normalized, y))
+            self.features_, self.classifier_ = self._fit_matrix(normalized, y)
+        for estimator in self.classifier_.estimators_:
+            if isinstance(estimator, LogisticRegression):
+                _to_float32(estimator)
+        _shrink(self.features_)
+        return self
+
+    def _out_of_fold_scores(self, texts: list[str], y: np.ndarray) -> np.ndarray:
+        scores = np.zeros(y.shape, dtype=np.float64)
+        folds = KFold(n_splits=self.cv, shuffle=True, random_state=self.random_state)
+        for train_index, test_index in folds.split(texts):
+            features, classifier = self._fit_matrix([texts[i] for i in train_index], y[train_index])
+            held_out = features.transform([texts[i] for i in test_index])
+            scores[test_index] = classifier.predict_proba(held_out)
+        return scores
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Per-topic scores in [0, 1], columns in ``labels_`` order (not mutually exclusive)."""
+        matrix = self.features_.transform(normalize_all(texts))
+        return np.asarray(self.classifier_.predict_proba(matrix), dtype=np.float64)
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """Binary indicator matrix: 1 where a topic's score reaches its tuned threshold."""
+        return (self.predict_proba(texts) >= self.thresholds_).astype(np.int8)
+
+    def predict_topics(self, texts: Sequence[str]) -> list[list[str]]:
+        return [
+            [label for label, on in zip(self.labels_, row, strict=True) if on]
+            for row in self.predict(texts)
+        ]

@@ -1,0 +1,169 @@
+"""The one analysis pipeline, called alike by the API's jobs, `sawt analyze` and evaluation.
+
+normalize → redact → identify language → encode once → heads (sentiment, topics).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from models.registry import Registry
+from models.text.normalize import normalize
+from models.text.redact import redact
+
+PLACEHOLDER = re.compile(r"\[(?:EMAIL|PHONE|CIN|IBAN|CARD)\]|\bURL\b|@USER")
+
+
+class TextEncoder(Protocol):
+    """The shared multilingual encoder (see models.encoder)."""
+
+    version: str
+
+    def encode(self, texts: Sequence[str], batch_size: int = ...) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class TopicScore:
+    id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the pipeline says about one text."""
+
+    text: str
+    redactions: list[str]
+    language: str
+    script: str
+    language_mix: list[str]
+    language_confidence: float
+    sentiment: str
+    sentiment_scores: dict[str, float]
+    topics: list[TopicScore]
+    model_version: str
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "language": self.language,
+            "script": self.script,
+            "language_mix": self.language_mix,
+            "sentiment": {"label": self.sentiment, "scores": self.sentiment_scores},
+            "topics": [{"id": t.id, "score": t.score} for t in self.topics],
+            "redactions": self.redactions,
+            "model_version": self.model_version,
+        }
+
+
+def model_input(redacted_text: str) -> str:
+    """What the models see: normalised text without redaction placeholders."""
+    return normalize(PLACEHOLDER.sub(" ", normalize(redacted_text))).strip()
+
+
+class AnalysisPipeline:
+    """Holds the loaded models; `analyze` is pure with respect to its inputs."""
+
+    def __init__(
+        self,
+        *,
+        language_identifier: Any,
+        sentiment_model: Any,
+        topic_model: Any,
+        versions: dict[str, str],
+        encoder: TextEncoder | None = None,
+    ) -> None:
+        self.language_identifier = language_identifier
+        self.sentiment_model = sentiment_model
+        self.topic_model = topic_model
+        self.versions = versions
+        self.encoder = encoder
+
+    @classmethod
+    def from_registry(
+        cls, registry: Registry, *, encoder: TextEncoder | None = None
+    ) -> AnalysisPipeline:
+        langid, langid_meta = registry.load("langid")
+        sentiment, sentiment_meta = registry.load("sentiment")
+        topics, topics_meta = registry.load("topics")
+        versions = {
+            "langid": langid_meta.version,
+            "sentiment": sentiment_meta.version,
+            "topics": topics_meta.version,
+        }
+        if encoder is not None:
+            versions["encoder"] = encoder.version
+        return cls(
+            language_identifier=langid,
+            sentiment_model=sentiment,
+            topic_model=topics,
+            versions=versions,
+            encoder=encoder,
+        )
+
+    @property
+    def model_version(self) -> str:
+        return ";".join(f"{task}={version}" for task, version in sorted(self.versions.items()))
+
+    def _head_inputs(self, model: Any, texts: list[str], embeddings: np.ndarray | None) -> Any:
+        if getattr(model, "input_kind", "text") == "embedding":
+            if embeddings is None:
+                raise RuntimeError(f"{type(model).__name__} needs the encoder, which is not loaded")
+            return embeddings
+        return texts
+
+    def analyze(self, texts: Sequence[str]) -> list[Analysis]:
+        if not texts:
+            return []
+        redacted = [redact(text) for text in texts]
+        inputs = [model_input(r.text) for r in redacted]
+        languages = self.language_identifier.identify(inputs)
+        embeddings = self.encoder.encode(inputs) if self.encoder is not None else None
+
+        sentiment_proba = self.sentiment_model.predict_proba(
+            self._head_inputs(self.sentiment_model, inputs, embeddings)
+        )
+        sentiment_labels = list(self.sentiment_model.labels_)
+        topic_proba = self.topic_model.predict_proba(
+            self._head_inputs(self.topic_model, inputs, embeddings)
+        )
+        topic_labels = list(self.topic_model.labels_)
+        thresholds = np.asarray(
+            getattr(self.topic_model, "thresholds_", [0.5] * len(topic_labels)), dtype=float
+        )
+
+        version = self.model_version
+        results = []
+        for i, red in enumerate(redacted):
+            scores = {
+                label: round(float(p), 4)
+                for label, p in zip(sentiment_labels, sentiment_proba[i], strict=True)
+            }
+            topic_row = np.asarray(topic_proba[i], dtype=float)
+            chosen = [
+                TopicScore(id=topic_labels[j], score=round(float(topic_row[j]), 4))
+                for j in np.argsort(-topic_row)
+                if topic_row[j] >= thresholds[j]
+            ]
+            lang = languages[i]
+            results.append(
+                Analysis(
+                    text=red.text,
+                    redactions=red.kinds,
+                    language=lang.language,
+                    script=lang.script,
+                    language_mix=list(lang.mix),
+                    language_confidence=round(float(lang.confidence), 4),
+                    sentiment=max(scores, key=lambda k: scores[k]),
+                    sentiment_scores=scores,
+                    topics=chosen,
+                    model_version=version,
+                    embedding=embeddings[i] if embeddings is not None else None,
+                )
+            )
+        return results

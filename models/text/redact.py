@@ -1,0 +1,320 @@
+"""Personal-data redaction, applied to the original complaint text before anything is stored.
+
+What is found, and why it is found this way:
+
+* ``email`` -> ``[EMAIL]``: an ASCII address with a dotted domain. Obfuscated forms
+  (``ahmed at gmail dot com``) are not caught.
+* ``iban`` -> ``[IBAN]``: an IBAN (country letters + 2 check digits, spaces/dashes allowed) whose
+  ISO 7064 mod-97 check passes; Moroccan ``MA`` + 26 digits is accepted even with a wrong check
+  (Moroccan IBANs are not in every registry and a mistyped one is still personal data). A bare
+  Moroccan RIB is any 24-digit number, whatever its grouping (``3-3-16-2``, by 4, or none), as
+  long as no group but the last is shorter than 3 digits: 24-digit numbers are almost never
+  anything else, and the rule keeps lists of phone numbers (2-digit groups) out.
+* ``card`` -> ``[CARD]``: 13-19 digits, plain or grouped with one kind of separator, every group
+  but the last at least 4 digits, Luhn-valid. A Luhn-valid IMEI (15 digits) is redacted as a card
+  too; we accept that (it identifies a person's phone).
+* ``phone`` -> ``[PHONE]``: Moroccan numbers (``0`` or ``+212``/``00212``/``(+212)``, optional
+  ``(0)``, then 9 digits starting with 5-8) in any grouping that uses one kind of separator
+  (space, dot or dash). 05/06/07 numbers are accepted on shape alone: the ``phonenumbers``
+  metadata lags behind new allocations and a missed phone is worse than a redacted number.
+  08 numbers (sparse, mostly service lines) must be valid for ``phonenumbers``. Foreign numbers
+  written with ``+``/``00`` (Moroccans abroad) are found with ``phonenumbers.PhoneNumberMatcher``.
+  Mixed separators (``06.12.2023 10``) are rejected: that shape is a date and a time.
+* ``cin`` -> ``[CIN]``: Moroccan national ID, 1-2 Latin letters + 4-6 digits, only as a token of
+  its own (not ``COVID19``, ``ABC1234``, ``AB1234/2020``, ``x.AB1234``). Precision trade-offs:
+  lower-case letters need 5-6 digits and no space (``n1234`` is usually ``n°1234``); a space
+  between letters and digits (``BE 654321``) is accepted only for upper-case letters and 5-6
+  digits; a few unit/abbreviation prefixes are never IDs (``DH 15000``, ``BP 12345``,
+  ``KM 1200``). Product codes of the same shape (``F1234``, ``AT1234``) are still redacted.
+
+Every digit test accepts Eastern Arabic and Persian digits, and invisible characters (bidi
+marks, zero-width spaces) inside a number do not hide it. Precedence when candidates overlap:
+email, then IBAN/RIB, card, phone, CIN — a span claimed by an earlier kind is masked (``[XXX]``,
+like a placeholder) before later kinds look, so ``redact`` is idempotent. Offsets in
+``Redaction`` refer to the original text.
+
+``phonenumbers`` (Google's libphonenumber port) is used for validation and foreign numbers
+only: its matcher alone rejects some Moroccan writings we need (numbers glued to Arabic words
+are fine, but it validates against allocation tables that miss new ranges). ``python-stdnum``
+provides the Luhn and ISO 7064 mod-97 checks.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import phonenumbers
+from stdnum import luhn
+from stdnum.iso7064 import mod_97_10
+
+__all__ = ["KINDS", "PLACEHOLDERS", "Redaction", "RedactionResult", "redact"]
+
+KINDS: tuple[str, ...] = ("email", "iban", "card", "phone", "cin")
+PLACEHOLDERS: dict[str, str] = {kind: f"[{kind.upper()}]" for kind in KINDS}
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """One redacted span; ``start``/``end`` index the original text (end exclusive)."""
+
+    kind: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class RedactionResult:
+    """Redacted text plus what was removed, so callers can count PII without keeping it."""
+
+    text: str
+    redactions: tuple[Redaction, ...]
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted({r.kind for r in self.redactions})
+
+
+Span = tuple[int, int]
+
+_DASHES = frozenset("\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d")
+_SEPARATORS = " .-"
+
+
+def _shadow(text: str) -> tuple[str, list[int]]:
+    """Return a detection copy of ``text`` and, per copy character, its index in ``text``.
+
+    Invisible format characters are dropped, any decimal digit becomes ASCII, any space becomes
+    `` `` and dashes become ``-``, so one set of ASCII patterns covers every way of typing.
+    """
+    chars: list[str] = []
+    index: list[int] = []
+    for position, char in enumerate(text):
+        category = unicodedata.category(char)
+        if category == "Cf":
+            continue
+        if not char.isascii():
+            if char.isdecimal():
+                char = str(unicodedata.decimal(char))
+            elif category == "Zs":
+                char = " "
+            elif char in _DASHES:
+                char = "-"
+            elif char == "\uff0b":
+                char = "+"
+        chars.append(char)
+        index.append(position)
+    return "".join(chars), index
+
+
+# --- email -------------------------------------------------------------------------------------
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+
+
+def _find_emails(text: str) -> Iterator[Span]:
+    for match in _EMAIL.finditer(text):
+        yield match.span()
+
+
+# --- IBAN with country code ---------------------------------------------------------------------
+
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?:[ \-]?[A-Za-z0-9]){11,32}")
+
+
+def _is_iban(compact: str) -> bool:
+    if not 15 <= len(compact) <= 34 or not compact[:2].isalpha():
+        return False
+    if compact[:2] == "MA" and len(compact) == 28 and compact[2:].isdigit():
+        return True
+    return bool(mod_97_10.is_valid(compact[4:] + compact[:4]))
+
+
+def _find_ibans(text: str) -> Iterator[Span]:
+    position = 0
+    while (match := _IBAN.search(text, position)) is not None:
+        start, end = match.span()
+        found = None
+        # The pattern also swallows following words ("... 189 merci"): keep the longest prefix
+        # that is a valid IBAN and ends where a token ends.
+        for stop in range(end, start + 14, -1):
+            if text[stop - 1] in _SEPARATORS or (stop < len(text) and text[stop].isalnum()):
+                continue
+            compact = re.sub(r"[ \-]", "", text[start:stop]).upper()
+            if _is_iban(compact):
+                found = stop
+                break
+        if found is None:
+            position = start + 1
+            continue
+        yield start, found
+        position = found
+
+
+# --- RIB and card numbers, found on runs of digit groups -----------------------------------------
+
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ .\-][0-9]+)*")
+_GROUP = re.compile(r"[0-9]+")
+
+
+def _windows(
+    text: str, accept: Callable[[list[str], str], bool], max_digits: int
+) -> Iterator[Span]:
+    """Yield the longest accepted windows of whole digit groups, left to right, no overlap."""
+    for run in _DIGIT_RUN.finditer(text):
+        groups = [(m.start() + run.start(), m.end() + run.start()) for m in _GROUP.finditer(run[0])]
+        i = 0
+        while i < len(groups):
+            best = None
+            digits = 0
+            for j in range(i, len(groups)):
+                digits += groups[j][1] - groups[j][0]
+                if digits > max_digits:
+                    break
+                parts = [text[s:e] for s, e in groups[i : j + 1]]
+                separators = {text[groups[k][1]] for k in range(i, j)}
+                if len(separators) <= 1 and accept(parts, next(iter(separators), "")):
+                    best = j
+            if best is None:
+                i += 1
+                continue
+            yield groups[i][0], groups[best][1]
+            i = best + 1
+
+
+def _is_rib(parts: list[str], separator: str) -> bool:
+    return sum(map(len, parts)) == 24 and all(len(p) >= 3 for p in parts[:-1])
+
+
+def _is_card(parts: list[str], separator: str) -> bool:
+    number = "".join(parts)
+    return (
+        13 <= len(number) <= 19
+        and all(len(p) >= 4 for p in parts[:-1])
+        and bool(luhn.is_valid(number))
+    )
+
+
+def _find_ribs(text: str) -> Iterator[Span]:
+    return _windows(text, _is_rib, 24)
+
+
+def _find_cards(text: str) -> Iterator[Span]:
+    return _windows(text, _is_card, 19)
+
+
+# --- phone numbers -----------------------------------------------------------------------------
+
+_PHONE_MA = re.compile(
+    r"""
+    (?<![0-9+])
+    (?:
+        (?:\(\s?)?(?:\+\s?|00\s?)212(?:\s?\))?     # +212, 00212, (+212)
+        [ .\-]?
+        (?:\(0\)\s?|0[ .\-]?)?                    # trunk 0 some people keep: +212 (0)6 / +212 06
+      |
+        0
+    )
+    (?P<nsn>[5-8](?:[ .\-]?[0-9]){8})
+    (?![0-9])
+    """,
+    re.VERBOSE,
+)
+_INTERNATIONAL_HINT = re.compile(r"(?:\+|(?<![0-9])00)\s?\(?[1-9]")
+
+
+def _is_moroccan_phone(nsn: str) -> bool:
+    if len({c for c in nsn if not c.isdigit()}) > 1:
+        return False
+    digits = re.sub(r"[^0-9]", "", nsn)
+    if digits[0] != "8":
+        return True
+    return bool(phonenumbers.is_valid_number(phonenumbers.parse("0" + digits, "MA")))
+
+
+def _find_phones(text: str) -> Iterator[Span]:
+    for match in _PHONE_MA.finditer(text):
+        if _is_moroccan_phone(match["nsn"]):
+            yield match.span()
+    if _INTERNATIONAL_HINT.search(text) is None:
+        return
+    for found in phonenumbers.PhoneNumberMatcher(text, "MA", leniency=phonenumbers.Leniency.VALID):
+        raw = found.raw_string.lstrip("(")
+        if found.number.country_code != 212 and raw.startswith(("+", "00")):
+            yield found.start, found.end
+
+
+# --- CIN ----------------------------------------------------------------------------------------
+
+_CIN = re.compile(
+    r"(?<![A-Za-z0-9_\]@./\-])"
+    r"(?P<letters>[A-Za-z]{1,2})(?P<sep>[ \-]?)(?P<digits>[0-9]{4,6})"
+    r"(?![A-Za-z0-9_\[@]|[./\-][A-Za-z0-9])"
+)
+_NOT_CIN_PREFIXES = frozenset(
+    {"DH", "BP", "CP", "KM", "PK", "RN", "RR", "HT", "KG", "KW", "MB", "GB"}
+)
+_NOT_SPACED_CIN_PREFIXES = frozenset({"N", "NO"})
+
+
+def _find_cins(text: str) -> Iterator[Span]:
+    for match in _CIN.finditer(text):
+        letters, separator, digits = match["letters"], match["sep"], match["digits"]
+        upper = letters.upper()
+        if upper in _NOT_CIN_PREFIXES:
+            continue
+        if letters.isupper():
+            if separator and (len(digits) < 5 or upper in _NOT_SPACED_CIN_PREFIXES):
+                continue
+        elif separator or len(digits) < 5:
+            continue
+        yield match.span()
+
+
+# --- driver -------------------------------------------------------------------------------------
+
+_DETECTORS: tuple[tuple[str, Callable[[str], Iterator[Span]]], ...] = (
+    ("email", _find_emails),
+    ("iban", _find_ibans),
+    ("iban", _find_ribs),
+    ("card", _find_cards),
+    ("phone", _find_phones),
+    ("cin", _find_cins),
+)
+
+
+def _mask(chars: list[str], start: int, end: int) -> None:
+    """Make a claimed span look like a placeholder to the detectors that run later."""
+    chars[start:end] = ["["] + ["X"] * (end - start - 2) + ["]"]
+
+
+def redact(text: str) -> RedactionResult:
+    """Replace personal data in ``text`` by ``[KIND]`` placeholders (see module docstring)."""
+    shadow, index = _shadow(text)
+    chars = list(shadow)
+    taken = [False] * len(chars)
+    claimed: list[tuple[str, int, int]] = []
+    for kind, detector in _DETECTORS:
+        new: list[tuple[int, int]] = []
+        for start, end in detector("".join(chars)):
+            if end - start < 2 or any(taken[start:end]):
+                continue
+            taken[start:end] = [True] * (end - start)
+            new.append((start, end))
+        for start, end in new:
+            _mask(chars, start, end)
+            claimed.append((kind, start, end))
+    redactions = sorted(
+        (Redaction(kind, index[start], index[end - 1] + 1) for kind, start, end in claimed),
+        key=lambda r: r.start,
+    )
+    pieces: list[str] = []
+    cursor = 0
+    for item in redactions:
+        pieces.append(text[cursor : item.start])
+        pieces.append(PLACEHOLDERS[item.kind])
+        cursor = item.end
+    pieces.append(text[cursor:])
+    return RedactionResult("".join(pieces), tuple(redactions))

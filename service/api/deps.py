@@ -1,0 +1,106 @@
+"""FastAPI dependencies: the database session, the caller, the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request, status
+from sqlalchemy.orm import Session
+
+from models.pipeline import AnalysisPipeline
+from service.api.context import AppContext
+from service.core.config import Settings
+from service.tenants.models import Role
+from service.tenants.service import Principal, authenticate
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+def get_settings_dep(context: ContextDep) -> Settings:
+    return context.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_session(context: ContextDep) -> Iterator[Session]:
+    session = context.session_factory()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_pipeline(context: ContextDep) -> AnalysisPipeline:
+    if not context.models_loaded:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "models are still loading")
+    return context.pipeline
+
+
+PipelineDep = Annotated[AnalysisPipeline, Depends(get_pipeline)]
+
+
+def get_principal(
+    session: SessionDep,
+    context: ContextDep,
+    authorization: Annotated[
+        str | None, Header(description="`Bearer <API key>`", include_in_schema=False)
+    ] = None,
+    x_api_key: Annotated[str | None, Header(description="The API key", alias="X-API-Key")] = None,
+) -> Principal:
+    plaintext = x_api_key
+    if plaintext is None and authorization and authorization.lower().startswith("bearer "):
+        plaintext = authorization[7:].strip()
+    if not plaintext:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = authenticate(session, plaintext=plaintext, pepper=context.settings.secret_key)
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "invalid, revoked or expired API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+    allowed = ", ".join(r.value for r in roles)
+
+    def dependency(principal: PrincipalDep) -> Principal:
+        if principal.role not in roles:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"role '{principal.role.value}' may not do this; allowed roles: {allowed}",
+            )
+        return principal
+
+    return dependency
+
+
+ReaderDep = Annotated[Principal, Depends(require_roles(Role.ministry, Role.analyst, Role.admin))]
+WriterDep = Annotated[Principal, Depends(require_roles(Role.ministry, Role.admin))]
+AnalystDep = Annotated[Principal, Depends(require_roles(Role.analyst, Role.admin))]
+AdminDep = Annotated[Principal, Depends(require_roles(Role.admin))]
+AnyRoleDep = PrincipalDep
+
+
+def tenant_scope(principal: Principal) -> int | None:
+    """The tenant a caller is confined to; None reads across tenants (analyst, admin)."""
+    return principal.tenant_id if principal.role in (Role.ministry, Role.dashboard) else None

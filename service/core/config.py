@@ -1,0 +1,76 @@
+"""One `Settings` object for the whole service, read from `SAWT_*` environment variables."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEV_SECRET = "development-secret-change-me"
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class JobRunnerKind(StrEnum):
+    inprocess = "inprocess"
+    celery = "celery"
+
+
+class Settings(BaseSettings):
+    """Embedded defaults (SQLite file, in-process worker, shipped models) need no variable set."""
+
+    model_config = SettingsConfigDict(env_prefix="SAWT_", env_file=".env", extra="ignore")
+
+    environment: Environment = Environment.development
+    database_url: str = Field(
+        default=f"sqlite:///{REPO_ROOT / 'var' / 'sawt.db'}",
+        description="SQLAlchemy URL; postgresql+psycopg://... in production",
+    )
+    secret_key: str = Field(
+        default=DEV_SECRET,
+        description="Pepper mixed into API-key hashes; must be set in production",
+    )
+    model_dir: Path | None = Field(
+        default=None, description="Model registry root; default: the shipped models/artifacts"
+    )
+    cache_dir: Path = Field(default=REPO_ROOT / ".cache", description="Rebuilt encoder lives here")
+    job_runner: JobRunnerKind = JobRunnerKind.inprocess
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    worker_chunk_size: int = Field(default=256, ge=1, le=10_000)
+    max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    max_batch_rows: int = Field(default=100_000, ge=1)
+    max_analyze_texts: int = Field(default=100, ge=1)
+    results_page_max: int = Field(default=1000, ge=1)
+    cors_origins: list[str] = Field(default_factory=list, description="CORS closed by default")
+    auto_migrate: bool = Field(
+        default=True,
+        description="Create/upgrade an embedded SQLite schema at start (development only)",
+    )
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Self:
+        if self.environment == Environment.production:
+            if self.secret_key == DEV_SECRET:
+                raise ValueError("SAWT_SECRET_KEY must be set to a secret value in production")
+            if self.auto_migrate:
+                self.auto_migrate = False
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

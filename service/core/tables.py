@@ -1,0 +1,20 @@
+"""Imports every domain's tables so `Base.metadata` (and Alembic) sees the whole schema."""
+
+from service.batches.models import Batch, BatchItem
+from service.complaints.models import Analysis, AnalysisTopic, Complaint, LabelCorrection
+from service.core.db import Base
+from service.tenants.models import ApiKey, Tenant
+from service.trends.models import Rollup
+
+__all__ = [
+    "Analysis",
+    "AnalysisTopic",
+    "ApiKey",
+    "Base",
+    "Batch",
+    "BatchItem",
+    "Complaint",
+    "LabelCorrection",
+    "Rollup",
+    "Tenant",
+]
