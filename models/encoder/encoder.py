@@ -7,6 +7,7 @@ is added, then mean pooling over the attention mask and L2 normalisation.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import warnings
 from collections.abc import Sequence
@@ -50,13 +51,12 @@ def check_model_dir(model_dir: str | Path | None) -> Path:
             "rebuild with `python -m models.encoder.build --force`",
             stacklevel=3,
         )
-    import transformers
-
+    # metadata, not an import: the ONNX path should not pay for loading transformers
+    running = importlib.metadata.version("transformers")
     built_with = meta.get("versions", {}).get("transformers")
-    if built_with and built_with != transformers.__version__:
+    if built_with and built_with != running:
         warnings.warn(
-            f"encoder built with transformers {built_with}, running {transformers.__version__}",
-            stacklevel=3,
+            f"encoder built with transformers {built_with}, running {running}", stacklevel=3
         )
     return path
 
@@ -74,9 +74,11 @@ class BaseEncoder:
     ) -> None:
         from tokenizers import Tokenizer
 
-        if max_length < 3:
-            raise ValueError(f"max_length must be at least 3 (got {max_length})")
         self.model_dir = check_model_dir(model_dir)
+        arch = (build.read_meta(self.model_dir) or {}).get("architecture", {})
+        max_positions = int(arch.get("max_positions", 512))
+        if not 3 <= max_length <= max_positions:
+            raise ValueError(f"max_length must be in [3, {max_positions}] (got {max_length})")
         self.max_length = max_length
         self.num_threads = num_threads if num_threads else available_cores()
         self.prefix = prefix
@@ -85,8 +87,7 @@ class BaseEncoder:
         self.tokenizer_.no_padding()
         pad_id = self.tokenizer_.token_to_id("<pad>")
         self.pad_id_: int = 1 if pad_id is None else pad_id
-        config = build.read_meta(self.model_dir) or {}
-        self.dim: int = int(config.get("architecture", {}).get("hidden", 384))
+        self.dim: int = int(arch.get("hidden", 384))
 
     def prepare(self, text: str) -> str:
         """The exact string the model sees: Tifinagh transliterated, E5 prefix added."""
@@ -137,14 +138,14 @@ class Encoder(BaseEncoder):
         num_threads: int | None = None,
         prefix: str = DEFAULT_PREFIX,
     ) -> None:
-        super().__init__(
-            model_dir, max_length=max_length, num_threads=num_threads, prefix=prefix
-        )
+        super().__init__(model_dir, max_length=max_length, num_threads=num_threads, prefix=prefix)
         import torch
         from transformers import AutoModel
 
         torch.set_num_threads(self.num_threads)
-        self.model_: PreTrainedModel = AutoModel.from_pretrained(self.model_dir, local_files_only=True)
+        self.model_: PreTrainedModel = AutoModel.from_pretrained(
+            self.model_dir, local_files_only=True
+        )
         self.model_.eval()
 
     def _embed(

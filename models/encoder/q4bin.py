@@ -111,7 +111,7 @@ class _Cursor:
         self.pos += struct.calcsize("<" + fmt)
         return values
 
-    def int(self, fmt: str = "i") -> int:
+    def read_int(self, fmt: str = "i") -> int:
         return int(self.take(fmt)[0])
 
     def raw(self, n: int) -> bytes:
@@ -142,33 +142,33 @@ def parse(data: bytes) -> E5File:
         raise FormatError("not an E5S1 model file (bad magic)")
     cur = _Cursor(data)
     cur.raw(4)
-    version = cur.int("I")
+    version = cur.read_int("I")
     hidden, layers, heads, ff, vocab_rows, max_pos, type_vocab = (int(v) for v in cur.take("7i"))
     eps = float(cur.take("f")[0])
     header = Header(
-        version, hidden, layers, heads, ff, vocab_rows, max_pos, type_vocab, eps, cur.int()
+        version, hidden, layers, heads, ff, vocab_rows, max_pos, type_vocab, eps, cur.read_int()
     )
     if header.qk != QK:
         raise FormatError(f"unsupported block size {header.qk}")
 
     n_pieces, bos, eos, pad, unk = (int(v) for v in cur.take("5i"))
-    blob_len = cur.int("Q")
+    blob_len = cur.read_int("Q")
     offsets = np.frombuffer(cur.raw(4 * (n_pieces + 1)), "<u4")
     scores = np.frombuffer(cur.raw(4 * n_pieces), "<f4").astype(np.float32)
     blob = cur.raw(blob_len)
     pieces = [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces)]
 
-    n_norm = cur.int()
-    norm_bytes = cur.int("I")
+    n_norm = cur.read_int()
+    norm_bytes = cur.read_int("I")
     norm_map = _parse_norm_map(cur.raw(norm_bytes), n_norm)
 
     tensors: dict[str, TensorEntry] = {}
-    for _ in range(cur.int()):
-        name = cur.raw(cur.int("H")).decode("ascii")
+    for _ in range(cur.read_int()):
+        name = cur.raw(cur.read_int("H")).decode("ascii")
         dtype = cur.raw(1)[0]
-        numel = cur.int("I")
-        offset = cur.int("Q")
-        nbytes = cur.int("Q")
+        numel = cur.read_int("I")
+        offset = cur.read_int("Q")
+        nbytes = cur.read_int("Q")
         if offset + nbytes > len(data):
             raise FormatError(f"tensor {name!r} runs past the end of the file")
         tensors[name] = TensorEntry(name, dtype, numel, offset, nbytes)

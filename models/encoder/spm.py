@@ -14,8 +14,16 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, processors
-from tokenizers import pre_tokenizers
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+)
 
 METASPACE = "\u2581"
 _LEAF_BIT = 1 << 31
@@ -57,11 +65,7 @@ def _double_array(root: _Node) -> list[int]:
         while search_from in units:
             search_from += 1
         base = search_from ^ labels[0]
-        while (
-            base in used_bases
-            or base == pos
-            or any((base ^ label) in units for label in labels)
-        ):
+        while base in used_bases or base == pos or any((base ^ label) in units for label in labels):
             base += 1
         offset = pos ^ base
         if offset >= _MAX_OFFSET:
@@ -129,7 +133,5 @@ def build_tokenizer(
     specials = [pieces[i] for i in sorted({bos_id, pad_id, eos_id, unk_id})]
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
     if pieces[-1] == "<mask>":
-        tok.add_special_tokens(
-            [AddedToken("<mask>", special=True, normalized=False, lstrip=True)]
-        )
+        tok.add_special_tokens([AddedToken("<mask>", special=True, normalized=False, lstrip=True)])
     return tok

@@ -20,7 +20,6 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
 from sklearn.model_selection import KFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion
@@ -202,13 +201,23 @@ class TfidfSentimentClassifier(_TfidfHead):
         *,
         calibration_texts: Sequence[str] | None = None,
         calibration_labels: Sequence[str] | None = None,
+        classifier: LogisticRegression | None = None,
     ) -> Self:
-        """Fit on an already vectorised matrix (lets a C search share one vectorisation)."""
+        """Fit on an already vectorised matrix (lets a C search share one vectorisation).
+
+        ``classifier``: one already fitted on ``matrix`` with these parameters (the winner of
+        that search), reused instead of refitted.
+        """
         y = np.asarray(labels, dtype=object)
         self.features_ = features
         self.calibrator_: CalibratedClassifierCV | None = None
         held_out = calibration_texts is not None and calibration_labels is not None
-        if self.calibrate and not held_out:
+        if classifier is not None and self.calibrate and not held_out:
+            raise ValueError("a prefitted classifier is calibrated on held-out data only: "
+                             "pass calibration_texts and calibration_labels")
+        if classifier is not None:
+            _to_float32(classifier)
+        elif self.calibrate and not held_out:
             # Out-of-fold temperature; ensemble=False also refits one classifier on all data.
             calibrator = CalibratedClassifierCV(
                 self._new_classifier(), method="temperature", cv=3, ensemble=False
@@ -220,12 +229,26 @@ class TfidfSentimentClassifier(_TfidfHead):
             classifier = self._new_classifier().fit(matrix, y)
             _to_float32(classifier)
         self.classifier_ = classifier
-        self.labels_ = [str(label) for label in classifier.classes_]
-        if self.calibrate and held_out:
-            calibrator = CalibratedClassifierCV(FrozenEstimator(classifier), method="temperature")
+        # The out-of-fold path fits on encoded labels: its calibrator knows the names.
+        named = self.calibrator_ if self.calibrator_ is not None else classifier
+        self.labels_ = [str(label) for label in named.classes_]
+        if self.calibrate and calibration_texts is not None and calibration_labels is not None:
+            # A frozen model predicts the same whatever the folds: cv=2 only asks for 2 examples
+            # per class (the default 5-fold split would refuse small calibration sets).
+            calibrator = CalibratedClassifierCV(
+                FrozenEstimator(classifier), method="temperature", cv=2
+            )
             calibrator.fit(self._transform(calibration_texts), np.asarray(calibration_labels))
             self.calibrator_ = calibrator
         return self
+
+    @property
+    def temperature_(self) -> float:
+        """The fitted softmax temperature (1.0 when uncalibrated); > 1 softens overconfidence."""
+        if self.calibrator_ is None:
+            return 1.0
+        beta = getattr(self.calibrator_.calibrated_classifiers_[0].calibrators[0], "beta_", 1.0)
+        return float(1.0 / float(beta))
 
     def _transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
         return self.features_.transform(normalize_all(texts))
@@ -245,20 +268,31 @@ class TfidfSentimentClassifier(_TfidfHead):
         return np.asarray(self.labels_, dtype=object)[proba.argmax(axis=1)]
 
 
-def best_thresholds(y_true: np.ndarray, scores: np.ndarray, floor: float = 0.05) -> np.ndarray:
-    """Per-column threshold maximising F1 on held-out scores (0.5 where a column has no positive)."""
+def best_thresholds(
+    y_true: np.ndarray, scores: np.ndarray, floor: float = 0.05, ceiling: float = 0.95
+) -> np.ndarray:
+    """Per-column threshold maximising F1 on held-out scores (0.5 where a column has no positive).
+
+    Thresholds sit midway between consecutive distinct scores, within [floor, ceiling], so that
+    a score equal to a tuning example's does not decide the cut.
+    """
     thresholds = np.full(y_true.shape[1], 0.5)
     for column in range(y_true.shape[1]):
-        truth = y_true[:, column]
-        if truth.sum() == 0:
+        truth = np.asarray(y_true[:, column], dtype=bool)
+        positives = int(truth.sum())
+        if positives == 0:
             continue
-        candidates = np.unique(np.clip(scores[:, column], floor, 0.95))
-        best, best_f1 = 0.5, -1.0
-        for candidate in candidates:
-            f1 = f1_score(truth, scores[:, column] >= candidate, zero_division=0.0)
-            if f1 > best_f1:
-                best, best_f1 = float(candidate), float(f1)
-        thresholds[column] = best
+        order = np.argsort(-scores[:, column], kind="stable")
+        ranked, hits = scores[order, column], truth[order]
+        true_positives = np.cumsum(hits)
+        predicted = np.arange(1, len(ranked) + 1)
+        f1 = 2 * true_positives / (predicted + positives)
+        following = np.append(ranked[1:], -np.inf)
+        cuts = np.where(np.isfinite(following), (ranked + following) / 2, ranked)
+        usable = (ranked > following) & (cuts >= floor) & (cuts <= ceiling)
+        if usable.any():
+            best = int(np.argmax(np.where(usable, f1, -1.0)))
+            thresholds[column] = float(cuts[best])
     return thresholds
 
 
@@ -327,7 +361,14 @@ class TfidfTopicClassifier(_TfidfHead):
         )
         matrix = features.fit_transform(texts)
         classifier = OneVsRestClassifier(
-            LogisticRegression(C=self.C, class_weight="balanced", max_iter=self.max_iter)
+            # Dual liblinear: with far fewer texts than n-grams it is ~100x faster than primal.
+            LogisticRegression(
+                C=self.C,
+                class_weight="balanced",
+                solver="liblinear",
+                dual=True,
+                max_iter=self.max_iter,
+            )
         ).fit(matrix, y)
         return features, classifier
 

@@ -68,11 +68,7 @@ _SPACES = re.compile(r"\s+")
 
 def _is_emoji_context(char: str) -> bool:
     """True for characters after which a ZWJ belongs to an emoji sequence."""
-    return (
-        unicodedata.category(char) == "So"
-        or char == "\ufe0f"
-        or ord(char) in _EMOJI_MODIFIERS
-    )
+    return unicodedata.category(char) == "So" or char == "\ufe0f" or ord(char) in _EMOJI_MODIFIERS
 
 
 def _clean_chars(text: str) -> str:
@@ -88,9 +84,8 @@ def _clean_chars(text: str) -> str:
         if category == "Cf":
             # Bidi controls, zero-width spaces/joiners, soft hyphens, BOM: invisible, and they
             # split words for the tokenizer. Keep only what emoji sequences need.
-            if char == _ZWJ and out and _is_emoji_context(out[-1]):
-                out.append(char)
-            elif ord(char) in _TAG_CHARS:
+            in_emoji = char == _ZWJ and bool(out) and _is_emoji_context(out[-1])
+            if in_emoji or ord(char) in _TAG_CHARS:
                 out.append(char)
             continue
         out.append(char)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints
 
 from service.batches.schemas import SentimentPublic, TopicPublic
 
@@ -14,8 +16,11 @@ class AnalyzeItem(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
 
 
+PlainText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
 class AnalyzeRequest(BaseModel):
-    texts: list[AnalyzeItem | str] = Field(
+    texts: list[AnalyzeItem | PlainText] = Field(
         min_length=1,
         description="Up to 100 texts (strings or {id, text}); analysed at once, not stored",
     )

@@ -25,6 +25,7 @@ import csv
 import io
 import itertools
 import json
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -72,12 +74,17 @@ MetadataKey = Annotated[
 MetadataValue = (
     Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS)]
     | int
-    | float
+    | Annotated[float, Field(allow_inf_nan=False)]  # stored as JSON, which has no Infinity
     | bool
     | None
 )
 
 _OPTIONAL_KEYS = frozenset({"id", "external_id", "channel", "service", "region", "received_at"})
+_ID_KEYS = frozenset({"id", "external_id"})
+
+
+def _has_nul(value: Any) -> bool:
+    return type(value) is str and "\x00" in value
 
 
 def _strip_nul(value: Any) -> Any:
@@ -111,40 +118,41 @@ class ComplaintIn(BaseModel):
             return data
         cleaned: dict[Any, Any] = {}
         for key, value in data.items():
-            if isinstance(value, str):
+            if type(value) is str:
                 if "\x00" in value:
                     value = value.replace("\x00", "")
-                if key in _OPTIONAL_KEYS and (not value or value.isspace()):
+                if (not value or value.isspace()) and key in _OPTIONAL_KEYS:
                     continue
-            elif type(value) is int and key in ("id", "external_id"):
-                value = str(value)
             elif key == "metadata":
                 if value is None:
                     continue
-                if isinstance(value, dict):
-                    value = {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
+                if type(value) is dict:
+                    for meta_key, meta_value in value.items():
+                        if _has_nul(meta_value) or _has_nul(meta_key):
+                            value = {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
+                            break
+            elif type(value) is int and key in _ID_KEYS:
+                value = str(value)
             cleaned[key] = value
         return cleaned
 
-    @field_validator("received_at", mode="before")
+    @field_validator("received_at", mode="wrap")
     @classmethod
-    def _refuse_timestamps(cls, value: Any) -> Any:
-        """Epoch numbers are ambiguous (seconds or milliseconds?), so only ISO 8601 is read."""
-        if isinstance(value, int | float) and not isinstance(value, bool):
+    def _read_received_at(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """Refuse epoch numbers (seconds or milliseconds?) and read naive datetimes as UTC."""
+        if type(value) is str:
+            digits = value.strip().lstrip("+-")
+            if digits[:1].isdigit() and digits.replace(".", "", 1).isdigit():
+                raise ValueError(
+                    f"received_at {_shorten(value.strip())!r} is a number, not an ISO 8601 date "
+                    "or datetime; use e.g. 2024-05-01 or 2024-05-01T14:30:00+01:00"
+                )
+        elif isinstance(value, int | float) and not isinstance(value, bool):
             raise ValueError("received_at must be an ISO 8601 date or datetime, not a number")
-        if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
-            raise ValueError(
-                f"received_at {_shorten(value.strip())!r} is a number, not an ISO 8601 date or "
-                "datetime; use e.g. 2024-05-01 or 2024-05-01T14:30:00+01:00"
-            )
-        return value
-
-    @field_validator("received_at")
-    @classmethod
-    def _assume_utc(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+        parsed = handler(value)
+        if isinstance(parsed, datetime) and parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed
 
 
 @dataclass(frozen=True)
@@ -215,7 +223,9 @@ def parse_upload(
 
 # --- content type and decoding -----------------------------------------------------------------
 
-_LEGACY_CANDIDATES = ["utf_8", "cp1256", "iso8859_6", "latin_1"]
+_DETECT_CANDIDATES = ["utf_8", "cp1256", "iso8859_6", "latin_1"]
+_LEGACY_ENCODINGS = ("cp1256", "iso8859-6", "iso8859-1")
+_SAMPLE_CHARS = 200_000
 _FRIENDLY_NAMES = {
     "cp1256": "windows-1256",
     "iso8859-6": "iso-8859-6",
@@ -227,8 +237,15 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
-_ARABIC_LETTER = re.compile("[\u0621-\u063a\u0641-\u064a]")
-_LATIN_ACCENTED = re.compile("[\u00c0-\u024f]")
+_ARABIC = "\u0620-\u064a\u066e-\u06d3"
+_LATIN = "A-Za-z\u00c0-\u024f"
+_ARABIC_LETTER = re.compile(f"[{_ARABIC}]")
+_MOJIBAKE = re.compile(
+    f"[{_LATIN}][{_ARABIC}]|[{_ARABIC}][{_LATIN}]"  # words that mix Arabic and Latin letters
+    f"|(?<![{_ARABIC}])[{_ARABIC}](?![{_ARABIC}])"  # lone Arabic letters (French À in cp1256)
+    "|[\u00c0-\u00ff]{3,}"  # runs of accented letters (Arabic read as latin-1)
+    "|[\u0080-\u009f]"  # C1 control characters
+)
 
 
 def _shorten(value: str, limit: int = 60) -> str:
@@ -274,12 +291,12 @@ def _decode(body: bytes, fmt: str, charset: str | None, declared: str | None) ->
         if body.startswith(bom):
             return _strict_decode(body, len(bom), bom_encoding), bom_encoding
     if encoding is None:
-        encoding = "utf-8"
-        if fmt == "csv":
-            try:
-                return body.decode("utf-8"), encoding
-            except UnicodeDecodeError:
-                encoding = _detect_legacy(body, _LEGACY_CANDIDATES[1:])
+        try:
+            return body.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError as exc:
+            if fmt != "csv":  # JSON is UTF-8 unless declared otherwise (RFC 8259)
+                _raise_undecodable(body, exc.start, "utf-8")
+        return _detect_legacy(body)
     text = _strict_decode(body, 0, encoding)
     return (text[1:] if text.startswith("\ufeff") else text), encoding
 
@@ -295,9 +312,11 @@ def _strict_decode(body: bytes, start: int, encoding: str) -> str:
 
 def _raise_undecodable(body: bytes, offset: int, encoding: str) -> NoReturn:
     line = body.count(b"\n", 0, offset) + 1
-    guess = _detect_legacy(body, _LEGACY_CANDIDATES)
-    if guess == encoding:
-        guess = "iso8859-1"
+    try:
+        body.decode("utf-8")
+        guess = "utf-8"
+    except UnicodeDecodeError:
+        guess = _detect_legacy(body)[1]
     raise UploadError(
         400,
         f"the body is not valid {_FRIENDLY_NAMES.get(encoding, encoding)}: undecodable byte "
@@ -306,19 +325,35 @@ def _raise_undecodable(body: bytes, offset: int, encoding: str) -> NoReturn:
     )
 
 
-def _detect_legacy(body: bytes, candidates: list[str]) -> str:
-    """Guess a legacy encoding; Arabic letters under cp1256 beat latin-1 mojibake."""
+def _detect_legacy(body: bytes) -> tuple[str, str]:
+    """Decode a non-UTF-8 body as cp1256, iso-8859-6 or latin-1; returns (text, codec name).
+
+    charset-normalizer ranks the candidates; mojibake (see `_MOJIBAKE`) overrules its ranking,
+    and on a tie cp1256 wins when it yields Arabic letters, since a cp1256 file also decodes,
+    as mojibake, in latin-1. Short Arabic texts can be valid in both Arabic encodings: cp1256,
+    by far the more common one, wins those; `?encoding=iso-8859-6` settles them.
+    """
     try:
-        best = charset_normalizer.from_bytes(body, cp_isolation=candidates).best()
-        guess = codecs.lookup(best.encoding).name if best is not None else "iso8859-1"
-    except Exception:  # a detector failure must not fail the upload: fall back to latin-1
-        guess = "iso8859-1"
-    if guess not in ("cp1256", "iso8859-6") and "cp1256" in candidates:
-        sample = body[:200_000].decode("cp1256", errors="replace")
-        arabic = len(_ARABIC_LETTER.findall(sample))
-        if arabic > 0 and arabic >= 2 * len(_LATIN_ACCENTED.findall(sample)):
-            guess = "cp1256"
-    return guess
+        matches = charset_normalizer.from_bytes(body, cp_isolation=_DETECT_CANDIDATES)
+        ranked = [codecs.lookup(match.encoding).name for match in matches]
+    except Exception:  # a detector failure must not fail the upload: the scores below decide
+        ranked = []
+    best: tuple[tuple[int, int, int], str, str] | None = None
+    for rank, name in enumerate(dict.fromkeys([*ranked, *_LEGACY_ENCODINGS])):
+        if name not in _LEGACY_ENCODINGS:
+            continue
+        try:
+            text = body.decode(name)
+        except UnicodeDecodeError:
+            continue
+        sample = text[:_SAMPLE_CHARS]
+        arabic = name == "cp1256" and _ARABIC_LETTER.search(sample) is not None
+        key = (len(_MOJIBAKE.findall(sample)), 0 if arabic else 1, rank)
+        if best is None or key < best[0]:
+            best = (key, name, text)
+    if best is None:  # unreachable: latin-1 decodes any bytes
+        return body.decode("latin-1"), "iso8859-1"
+    return best[2], best[1]
 
 
 # --- formats -----------------------------------------------------------------------------------
@@ -342,11 +377,10 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _check_count(count: int, max_rows: int) -> None:
-    if count > max_rows:
-        raise UploadError(
-            413, f"too many complaints: the limit is {max_rows} per upload; split the upload"
-        )
+def _too_many(max_rows: int) -> NoReturn:
+    raise UploadError(
+        413, f"too many complaints: the limit is {max_rows} per upload; split the upload"
+    )
 
 
 def _json_items(text: str, max_rows: int, errors: list[RowError]) -> list[tuple[int, Any]]:
@@ -364,7 +398,7 @@ def _json_items(text: str, max_rows: int, errors: list[RowError]) -> list[tuple[
     except RecursionError:
         raise UploadError(400, "invalid JSON: nested too deeply for a list of complaints") from None
     except ValueError as exc:
-        raise UploadError(400, f"invalid JSON: {exc}") from None
+        raise UploadError(400, f"invalid JSON: {str(exc).split(';')[0]}") from None
     shape = 'a JSON array of complaints or an object {"complaints": [...]}'
     if isinstance(document, dict):
         if "complaints" not in document:
@@ -387,7 +421,8 @@ def _json_items(text: str, max_rows: int, errors: list[RowError]) -> list[tuple[
         raise UploadError(422, f"expected {shape}, got {_json_kind(document)}")
     if not document:
         raise UploadError(422, "no complaints: the array is empty")
-    _check_count(len(document), max_rows)
+    if len(document) > max_rows:
+        _too_many(max_rows)
     return list(enumerate(document, start=1))
 
 
@@ -399,7 +434,8 @@ def _jsonl_items(text: str, max_rows: int, errors: list[RowError]) -> list[tuple
         if not line or line.isspace():
             continue
         count += 1
-        _check_count(count, max_rows)
+        if count > max_rows:
+            _too_many(max_rows)
         try:
             items.append((number, loads(line, parse_constant=_refuse_constant)))
         except json.JSONDecodeError as exc:
@@ -415,7 +451,7 @@ def _jsonl_items(text: str, max_rows: int, errors: list[RowError]) -> list[tuple
         except RecursionError:
             errors.append(RowError(number, None, "invalid JSON: nested too deeply"))
         except ValueError as exc:
-            errors.append(RowError(number, None, f"invalid JSON: {exc}"))
+            errors.append(RowError(number, None, f"invalid JSON: {str(exc).split(';')[0]}"))
     return items
 
 
@@ -550,7 +586,8 @@ def _csv_items(text: str, max_rows: int, errors: list[RowError]) -> list[tuple[i
                 if not "".join(record).strip():
                     continue
                 count += 1
-                _check_count(count, max_rows)
+                if count > max_rows:
+                    _too_many(max_rows)
                 if len(record) == width or (len(record) > width and not "".join(record[width:])):
                     items.append((row, _csv_record(record, plan)))
                     continue
@@ -573,7 +610,8 @@ def _csv_items(text: str, max_rows: int, errors: list[RowError]) -> list[tuple[i
             first = base + consumed
             row += 1
             count += 1
-            _check_count(count, max_rows)
+            if count > max_rows:
+                _too_many(max_rows)
             errors.append(
                 RowError(
                     row,
@@ -595,7 +633,10 @@ def _csv_record(record: list[str], plan: _CsvPlan) -> dict[str, Any]:
         if record[index]:
             values[name] = record[index]
     if plan.metadata:
-        metadata = {key: record[i] for i, key in plan.metadata if record[i].strip()}
+        metadata = {}
+        for index, key in plan.metadata:
+            if record[index].strip():
+                metadata[key] = record[index]
         if metadata:
             values["metadata"] = metadata
     return values
@@ -679,6 +720,8 @@ def _message(error: Any, name: str | None) -> str:
             return f"metadata keys must be 1 to {MAX_METADATA_KEY_CHARS} characters long"
         if kind == "string_too_long":
             return f"{label} is longer than {ctx['max_length']} characters ({len(value.strip())})"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{label} must be a finite number"
         return f"metadata values must be a string, number, boolean or null, got {_json_kind(value)}"
     if name == "metadata":
         if kind == "too_long":

@@ -25,14 +25,9 @@ from service.tenants.service import Principal, get_tenant_by_name
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
-FORMAT_BY_TYPE = {
-    "application/json": "json",
-    "application/x-ndjson": "jsonl",
-    "application/jsonl": "jsonl",
-    "application/x-jsonlines": "jsonl",
-    "text/csv": "csv",
-}
+GENERIC_FILE_TYPES = {"application/octet-stream", "application/vnd.ms-excel", "text/plain"}
 TYPE_BY_SUFFIX = {".json": "application/json", ".jsonl": "application/x-ndjson", ".csv": "text/csv"}
+MAX_ERRORS_SHOWN = 1000
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     400: {"description": "Undecodable bytes or invalid JSON as a whole"},
     401: {"description": "Missing or invalid API key"},
@@ -76,7 +71,7 @@ async def _upload_bytes(request: Request, limit: int) -> tuple[bytes, str | None
                 {"message": "multipart upload needs a `file` field", "errors": []},
             )
         part_type = upload.content_type
-        if not part_type or part_type == "application/octet-stream":
+        if not part_type or part_type in GENERIC_FILE_TYPES:
             suffix = "." + (upload.filename or "").rsplit(".", 1)[-1].lower()
             part_type = TYPE_BY_SUFFIX.get(suffix, part_type)
         return await upload.read(), part_type
@@ -128,7 +123,7 @@ async def post_batch(
         Header(alias="Idempotency-Key", max_length=200, description="Retry-safe POST key"),
     ] = None,
     encoding: Annotated[
-        str | None, Query(description="Declare the CSV encoding, e.g. cp1256", max_length=40)
+        str | None, Query(description="Declare the upload's encoding, e.g. cp1256", max_length=40)
     ] = None,
     tenant: Annotated[str | None, Query(description="Admin only: the tenant to post for")] = None,
 ) -> BatchAccepted:
@@ -154,16 +149,16 @@ async def post_batch(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             {
                 "message": "no valid complaint in the upload",
-                "errors": [e.model_dump() for e in _errors(upload)],
+                "errors": [e.model_dump() for e in _errors(upload)[:MAX_ERRORS_SHOWN]],
+                "errors_total": len(upload.errors),
             },
         )
-    media = (content_type or "").split(";")[0].strip().lower()
     result = await run_in_threadpool(
         service.ingest_batch,
         session,
         tenant_id=tenant_id,
         upload=upload,
-        source_format=FORMAT_BY_TYPE.get(media, media),
+        source_format=upload.format,
         idempotency_key=idempotency_key,
     )
     if not result.replayed and context.runner is not None:

@@ -1,13 +1,33 @@
-"""Batch ingestion, progress and results: typed functions the routes and jobs call."""
+"""Batch ingestion, progress and results: typed functions the routes and jobs call.
+
+Ingest is one transaction per upload: redact, look up the tenant's known external ids (those rows
+are linked, not copied), insert the new complaints and one item per accepted row. On PostgreSQL
+the rows go in with `COPY` (ids reserved first with `nextval`, so items can point at them); on
+SQLite with one executemany. No model work happens here.
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import (
+    String,
+    Table,
+    any_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,6 +45,24 @@ from service.core.db import utcnow
 
 MAX_STORED_ERRORS = 10_000
 LOOKUP_CHUNK = 900  # stays under SQLite's bound-parameter limit
+POSTGRES_LOOKUP_CHUNK = 20_000  # one array parameter per query
+INGEST_ATTEMPTS = 5  # concurrent uploads sharing external ids: each retry follows a commit
+COMPLAINT_COLUMNS = (
+    "id",
+    "tenant_id",
+    "batch_id",
+    "external_id",
+    "text",
+    "redactions",
+    "channel",
+    "service",
+    "region",
+    "received_at",
+    "created_at",
+    "metadata",
+    "status",
+)
+ITEM_COLUMNS = ("batch_id", "row", "complaint_id", "duplicate")
 
 
 @dataclass(frozen=True)
@@ -39,36 +77,119 @@ def find_by_idempotency_key(session: Session, *, tenant_id: int, key: str) -> Ba
     )
 
 
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def _existing_ids(session: Session, tenant_id: int, external_ids: Sequence[str]) -> dict[str, int]:
     found: dict[str, int] = {}
-    for start in range(0, len(external_ids), LOOKUP_CHUNK):
-        chunk = external_ids[start : start + LOOKUP_CHUNK]
+    postgres = _is_postgres(session)
+    step = POSTGRES_LOOKUP_CHUNK if postgres else LOOKUP_CHUNK
+    for start in range(0, len(external_ids), step):
+        chunk = list(external_ids[start : start + step])
+        matches = (
+            Complaint.external_id == any_(bindparam("ids", chunk, type_=ARRAY(String)))
+            if postgres
+            else Complaint.external_id.in_(chunk)
+        )
         rows = session.execute(
             select(Complaint.external_id, Complaint.id).where(
-                Complaint.tenant_id == tenant_id, Complaint.external_id.in_(chunk)
+                Complaint.tenant_id == tenant_id, matches
             )
         )
         found.update({ext: cid for ext, cid in rows if ext is not None})
     return found
 
 
-def _complaint_row(tenant_id: int, batch_id: str, complaint: ComplaintIn) -> dict[str, Any]:
+def _complaint_values(
+    tenant_id: int, batch_id: str, complaint: ComplaintIn, now: datetime
+) -> tuple[Any, ...]:
+    """One row in `COMPLAINT_COLUMNS` order, without the id; JSON columns still as objects."""
     redacted = redact(complaint.text)
-    now = utcnow()
-    return {
-        "tenant_id": tenant_id,
-        "batch_id": batch_id,
-        "external_id": complaint.external_id,
-        "text": redacted.text,
-        "redactions": redacted.kinds,
-        "channel": complaint.channel,
-        "service": complaint.service,
-        "region": complaint.region,
-        "received_at": complaint.received_at or now,
-        "created_at": now,
-        "extra": dict(complaint.metadata),
-        "status": ComplaintStatus.pending.value,
-    }
+    return (
+        tenant_id,
+        batch_id,
+        complaint.external_id,
+        redacted.text,
+        redacted.kinds,
+        complaint.channel,
+        complaint.service,
+        complaint.region,
+        complaint.received_at or now,
+        now,
+        dict(complaint.metadata),
+        ComplaintStatus.pending.value,
+    )
+
+
+def _copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Any]) -> None:
+    """`COPY ... FROM STDIN` on the session's own connection, inside its transaction."""
+    import psycopg
+
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.errors.IntegrityError as exc:
+        # Same exception as the executemany path, so `ingest_batch` retries the same way.
+        raise IntegrityError(statement, None, exc) from exc
+
+
+def _insert_complaints_postgres(
+    session: Session, values: Iterable[tuple[Any, ...]], count: int
+) -> list[int]:
+    """Ids are reserved first, so rows can stream: PostgreSQL stores the rows already sent
+    (on its own core) while the next ones are still being redacted here."""
+    ids = sorted(
+        session.scalars(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('complaints', 'id')) "
+                "FROM generate_series(1, :n)"
+            ),
+            {"n": count},
+        )
+    )
+    dumps = json.dumps
+    _copy_rows(
+        session,
+        "complaints",
+        COMPLAINT_COLUMNS,
+        (
+            (cid, *row[:4], dumps(row[4]), *row[5:10], dumps(row[10], ensure_ascii=False), row[11])
+            for cid, row in zip(ids, values, strict=True)
+        ),
+    )
+    return ids
+
+
+def _insert_complaints_executemany(
+    session: Session, values: Iterable[tuple[Any, ...]], count: int
+) -> list[int]:
+    """Explicit ids after the current maximum: the batch row inserted just before holds
+    SQLite's write lock, so no other writer can take them."""
+    first = (session.scalar(select(func.max(Complaint.id))) or 0) + 1
+    ids = list(range(first, first + count))
+    names = COMPLAINT_COLUMNS
+    session.execute(
+        insert(cast(Table, Complaint.__table__)),
+        [dict(zip(names, (cid, *row), strict=True)) for cid, row in zip(ids, values, strict=True)],
+    )
+    return ids
+
+
+def _insert_items(session: Session, items: list[tuple[str, int, int, bool]]) -> None:
+    if not items:
+        return
+    if _is_postgres(session):
+        _copy_rows(session, "batch_items", ITEM_COLUMNS, items)
+        return
+    session.execute(
+        insert(cast(Table, BatchItem.__table__)),
+        [dict(zip(ITEM_COLUMNS, item, strict=True)) for item in items],
+    )
 
 
 def ingest_batch(
@@ -84,20 +205,31 @@ def ingest_batch(
         earlier = find_by_idempotency_key(session, tenant_id=tenant_id, key=idempotency_key)
         if earlier is not None:
             return IngestResult(batch=earlier, replayed=True)
-    try:
-        batch = _insert_batch(session, tenant_id, upload, source_format, idempotency_key)
-        session.commit()
-    except IntegrityError:
-        # A concurrent POST won a race on an external id or the idempotency key: retry once,
-        # now that its rows are visible.
-        session.rollback()
-        if idempotency_key:
-            earlier = find_by_idempotency_key(session, tenant_id=tenant_id, key=idempotency_key)
-            if earlier is not None:
-                return IngestResult(batch=earlier, replayed=True)
-        batch = _insert_batch(session, tenant_id, upload, source_format, idempotency_key)
-        session.commit()
+    for attempt in range(1, INGEST_ATTEMPTS + 1):
+        try:
+            batch = _insert_batch(session, tenant_id, upload, source_format, idempotency_key)
+            session.commit()
+            break
+        except IntegrityError:
+            # A concurrent POST won a race on an external id or the idempotency key: retry
+            # now that its rows are visible (they become links). Each retry means another
+            # upload committed, so this ends.
+            session.rollback()
+            if attempt == INGEST_ATTEMPTS:
+                raise
+            if idempotency_key:
+                earlier = find_by_idempotency_key(session, tenant_id=tenant_id, key=idempotency_key)
+                if earlier is not None:
+                    return IngestResult(batch=earlier, replayed=True)
+    _count_ingested(batch)
     return IngestResult(batch=batch, replayed=False)
+
+
+def _count_ingested(batch: Batch) -> None:
+    from service.ops.metrics import BATCHES_INGESTED, COMPLAINTS_INGESTED
+
+    BATCHES_INGESTED.inc()
+    COMPLAINTS_INGESTED.inc(batch.accepted - batch.duplicates)
 
 
 def _insert_batch(
@@ -109,7 +241,7 @@ def _insert_batch(
 ) -> Batch:
     batch_id = uuid.uuid4().hex
     external_ids = [c.external_id for _, c in upload.rows if c.external_id is not None]
-    existing = _existing_ids(session, tenant_id, external_ids)
+    existing = _existing_ids(session, tenant_id, external_ids) if external_ids else {}
     new_rows = [(row, c) for row, c in upload.rows if c.external_id not in existing]
     rejected_rows = {e.row for e in upload.errors if e.row is not None}
     batch = Batch(
@@ -124,33 +256,31 @@ def _insert_batch(
         errors=[asdict(e) for e in upload.errors[:MAX_STORED_ERRORS]],
         idempotency_key=idempotency_key,
     )
+    now = utcnow()
+    values: Iterable[tuple[Any, ...]] = (
+        _complaint_values(tenant_id, batch_id, c, now) for _, c in new_rows
+    )
+    postgres = _is_postgres(session)
+    if not postgres:
+        # SQLite has one writer: redact before the first write takes the database lock.
+        values = list(values)
     session.add(batch)
     session.flush()
     new_ids: list[int] = []
     if new_rows:
-        payload = [_complaint_row(tenant_id, batch_id, c) for _, c in new_rows]
-        new_ids = list(
-            session.scalars(
-                insert(Complaint).returning(Complaint.id, sort_by_parameter_order=True), payload
-            )
+        insert_complaints = (
+            _insert_complaints_postgres if postgres else _insert_complaints_executemany
         )
+        new_ids = insert_complaints(session, values, len(new_rows))
     id_by_row = {row: cid for (row, _), cid in zip(new_rows, new_ids, strict=True)}
-    items = []
+    items: list[tuple[str, int, int, bool]] = []
     for row, complaint in upload.rows:
         if row in id_by_row:
-            items.append({"batch_id": batch_id, "row": row, "complaint_id": id_by_row[row]})
+            items.append((batch_id, row, id_by_row[row], False))
         else:
             assert complaint.external_id is not None
-            items.append(
-                {
-                    "batch_id": batch_id,
-                    "row": row,
-                    "complaint_id": existing[complaint.external_id],
-                    "duplicate": True,
-                }
-            )
-    if items:
-        session.execute(insert(BatchItem), items)
+            items.append((batch_id, row, existing[complaint.external_id], True))
+    _insert_items(session, items)
     return batch
 
 
@@ -241,3 +371,66 @@ def unfinished_batch_ids(session: Session) -> list[str]:
             .order_by(Batch.created_at)
         )
     )
+
+
+def queued_batch_ids(session: Session) -> list[str]:
+    """Batches no worker has dispatched yet (the Celery runner re-sends them at start)."""
+    return list(
+        session.scalars(
+            select(Batch.id)
+            .where(Batch.status == BatchStatus.queued.value)
+            .order_by(Batch.created_at)
+        )
+    )
+
+
+def claim_batch_for_processing(session: Session, *, batch_id: str) -> list[int] | None:
+    """Move a `queued` batch to `processing` and return its pending complaint ids, in order.
+
+    None when the batch is not `queued` (already dispatched, done, or unknown). The UPDATE takes
+    the batch row's lock until the caller commits, so of two concurrent dispatchers one wins.
+    """
+    claimed = session.execute(  # type: ignore[attr-defined]
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.status == BatchStatus.queued.value)
+        .values(status=BatchStatus.processing.value, started_at=utcnow())
+    ).rowcount
+    if not claimed:
+        return None
+    return list(
+        session.scalars(
+            select(Complaint.id)
+            .where(
+                Complaint.batch_id == batch_id,
+                Complaint.status == ComplaintStatus.pending.value,
+            )
+            .order_by(Complaint.id)
+        )
+    )
+
+
+def finish_batch_if_complete(session: Session, *, batch_id: str) -> float | None:
+    """Mark the batch `done` if none of its complaints is pending; idempotent.
+
+    Returns the batch's POST-to-done seconds when this call finished it, else None. Run it in a
+    transaction of its own, after the chunk's commit: a check inside the chunk's transaction
+    cannot see a concurrent chunk's commit, and two last chunks could each miss the other.
+    """
+    still_pending = (
+        exists()
+        .where(
+            Complaint.batch_id == batch_id,
+            Complaint.status == ComplaintStatus.pending.value,
+        )
+        .correlate(None)
+    )
+    finished = session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.status != BatchStatus.done.value, ~still_pending)
+        .values(status=BatchStatus.done.value, finished_at=utcnow())
+        .returning(Batch.created_at, Batch.finished_at)
+    ).first()
+    if finished is None:
+        return None
+    created_at, finished_at = finished
+    return float((finished_at - created_at).total_seconds()) if finished_at else 0.0

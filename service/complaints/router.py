@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy.orm import Session
 
@@ -17,7 +19,9 @@ from service.complaints.schemas import (
 )
 
 router = APIRouter(prefix="/v1/complaints", tags=["complaints"])
-NOT_FOUND = {404: {"description": "No such complaint for this tenant"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such complaint for this tenant"}
+}
 
 
 def _public(session: Session, complaint: Complaint) -> ComplaintPublic:

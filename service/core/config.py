@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default=REPO_ROOT / ".cache", description="Rebuilt encoder lives here")
     job_runner: JobRunnerKind = JobRunnerKind.inprocess
     broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend_url: str | None = Field(
+        default=None, description="Celery result backend; default: the broker URL"
+    )
+    broker_visibility_timeout: int = Field(
+        default=300,
+        ge=2,
+        description="Seconds before a chunk taken by a worker that died is redelivered "
+        "(Redis transport); must exceed the slowest chunk's processing time",
+    )
     worker_chunk_size: int = Field(default=256, ge=1, le=10_000)
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     max_batch_rows: int = Field(default=100_000, ge=1)
@@ -56,6 +65,7 @@ class Settings(BaseSettings):
         description="Create/upgrade an embedded SQLite schema at start (development only)",
     )
     log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|text)$", description="json | text")
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Self:

@@ -96,13 +96,16 @@ def process_complaints(
         if succeeded
         else set()
     )
+    failed = 0
     for complaint_id, error in failures.items():
-        claimed_failure = session.execute(
+        claimed_failure = session.scalar(
             update(Complaint)
             .where(Complaint.id == complaint_id, Complaint.status == ComplaintStatus.pending.value)
             .values(status=ComplaintStatus.failed.value, error=error)
-        ).rowcount
-        if claimed_failure:
+            .returning(Complaint.id)
+        )
+        if claimed_failure is not None:
+            failed += 1
             log.warning("complaint %s failed analysis: %s", complaint_id, error.split(":")[0])
     by_id = {c.id: c for c in complaints}
     rows = [_analysis_row(by_id[cid], succeeded[cid]) for cid in sorted(claimed)]
@@ -126,7 +129,7 @@ def process_complaints(
         if topic_rows:
             session.execute(insert(AnalysisTopic), topic_rows)
         apply_rollups(session, [analysis_id for analysis_id, _ in inserted])
-    return len(claimed) + sum(1 for cid in failures if cid not in claimed)
+    return len(claimed) + failed
 
 
 def process_batch(

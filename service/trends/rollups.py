@@ -28,7 +28,7 @@ def _score(label: str) -> ColumnElement[Any]:
     return func.coalesce(if_json.as_float(), 0.0)
 
 
-def _grouped(session: Session, topic: ColumnElement[Any], with_topics: bool) -> Select[Any]:
+def _grouped(session: Session, topic: Any, with_topics: bool) -> Select[Any]:
     day = _day(session)
     dims = [
         Complaint.tenant_id,

@@ -28,7 +28,9 @@ def test_analyze_returns_language_sentiment_topics_and_redactions(
 
 def test_plain_string_texts_are_accepted(client: TestClient, make_key: KeyFactory) -> None:
     response = client.post(
-        "/v1/analyze", json={"texts": ["Service lent et personnel absent"]}, headers=auth(make_key())
+        "/v1/analyze",
+        json={"texts": ["Service lent et personnel absent"]},
+        headers=auth(make_key()),
     )
     assert response.status_code == 200
     assert response.json()["results"][0]["id"] is None
@@ -41,9 +43,7 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert ready.json()["checks"] == {"models": True, "database": True}
 
 
-def test_models_endpoint_and_reload_is_admin_only(
-    client: TestClient, make_key: KeyFactory
-) -> None:
+def test_models_endpoint_and_reload_is_admin_only(client: TestClient, make_key: KeyFactory) -> None:
     ministry, admin = make_key(), make_key("admin")
     served = client.get("/v1/models", headers=auth(ministry)).json()
     assert set(served["versions"]) >= {"sentiment", "topics", "langid"}
@@ -56,8 +56,15 @@ def test_models_endpoint_and_reload_is_admin_only(
 def test_openapi_documents_every_route(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     paths = schema["paths"]
-    for path in ("/v1/batches", "/v1/batches/{batch_id}", "/v1/batches/{batch_id}/results",
-                 "/v1/analyze", "/v1/complaints/{complaint_id}", "/healthz", "/readyz"):
+    for path in (
+        "/v1/batches",
+        "/v1/batches/{batch_id}",
+        "/v1/batches/{batch_id}/results",
+        "/v1/analyze",
+        "/v1/complaints/{complaint_id}",
+        "/healthz",
+        "/readyz",
+    ):
         assert path in paths, path
     post = paths["/v1/batches"]["post"]
     assert {"202", "413", "415", "422"} <= set(post["responses"])

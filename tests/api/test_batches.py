@@ -163,9 +163,7 @@ def test_reposting_external_ids_does_not_duplicate(
     assert len({r["complaint_id"] for r in second_rows}) == 25
 
 
-def test_idempotency_key_returns_the_first_batch(
-    client: TestClient, make_key: KeyFactory
-) -> None:
+def test_idempotency_key_returns_the_first_batch(client: TestClient, make_key: KeyFactory) -> None:
     key = make_key()
     headers = {**auth(key), "Idempotency-Key": "upload-2026-11-26-001"}
     first = client.post("/v1/batches", json=complaints_payload(3, prefix="i"), headers=headers)
@@ -205,9 +203,7 @@ def test_analyst_reads_across_tenants_and_corrects_labels(
     patch = {"sentiment": "neutral", "topics": ["delays"]}
     denied = client.patch(f"/v1/complaints/{complaint_id}/labels", json=patch, headers=auth(owner))
     assert denied.status_code == 403
-    done = client.patch(
-        f"/v1/complaints/{complaint_id}/labels", json=patch, headers=auth(analyst)
-    )
+    done = client.patch(f"/v1/complaints/{complaint_id}/labels", json=patch, headers=auth(analyst))
     assert done.status_code == 200, done.text
     bad = client.patch(
         f"/v1/complaints/{complaint_id}/labels", json={"topics": ["weather"]}, headers=auth(analyst)

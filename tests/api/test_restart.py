@@ -28,9 +28,12 @@ def test_restart_mid_batch_loses_nothing_and_doubles_nothing(
     # 1. The API accepts a batch and goes down before its runner touches it.
     with TestClient(create_app(settings, start_runner=False)) as client:
         batch = client.post("/v1/batches", json=complaints_payload(1000), headers=auth(key)).json()
-        assert client.get(f"/v1/batches/{batch['id']}", headers=auth(key)).json()[
-            "progress"
-        ]["pending"] == 1000
+        assert (
+            client.get(f"/v1/batches/{batch['id']}", headers=auth(key)).json()["progress"][
+                "pending"
+            ]
+            == 1000
+        )
 
     # 2. A worker processes three chunks, then dies mid-batch.
     engine = make_engine(settings.database_url)

@@ -26,7 +26,9 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 def test_analyze_jsonl_writes_one_line_per_input(tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
-    lines = [json.dumps({"id": i, "text": t}, ensure_ascii=False) for i, t in enumerate(SAMPLE_TEXTS)]
+    lines = [
+        json.dumps({"id": i, "text": t}, ensure_ascii=False) for i, t in enumerate(SAMPLE_TEXTS)
+    ]
     lines.insert(3, "{not json")
     lines.insert(5, json.dumps({"id": "empty", "text": "  "}))
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")

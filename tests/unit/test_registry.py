@@ -35,7 +35,9 @@ class ConstantModel:
         return [self.label_ for _ in texts]
 
     def save(self, directory: Path) -> None:
-        (directory / "model.json").write_text(json.dumps({"label": self.label_, "labels": self.labels_}))
+        (directory / "model.json").write_text(
+            json.dumps({"label": self.label_, "labels": self.labels_})
+        )
 
     @classmethod
     def load(cls, directory: Path) -> Self:

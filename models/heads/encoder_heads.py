@@ -1,0 +1,519 @@
+"""Heads on the shared encoder's embeddings, and ensembles of them with the char n-gram heads.
+
+The pipeline encodes every text once (multilingual-e5-small, mean-pooled, L2-normalised) and
+hands the same matrix to every head whose ``input_kind`` is ``"embedding"``; heads whose
+``input_kind`` is ``"embedding+text"`` get the tuple ``(embeddings, texts)`` because char
+n-grams still carry what the encoder misses in Latin-script Darija.
+
+Weights are stored as ``config.json`` + ``weights.safetensors`` (no pickle); inference is a few
+numpy matrix products, so a loaded head needs neither scikit-learn nor torch to predict.
+Ensembles store their members in sub-directories, each in its own format.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+from safetensors.numpy import load_file, save_file
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, log_softmax, softmax
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold
+from sklearn.neural_network import MLPClassifier
+
+from models.heads.tfidf import best_thresholds
+from models.language import dominant_script
+from models.registry import MODEL_KINDS, register_model_kind
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+FORMAT_VERSION = 1
+
+FloatArray = npt.NDArray[np.float64]
+EmbeddingsAndTexts = tuple[npt.NDArray[np.floating[Any]], Sequence[str]]
+
+
+def fit_temperature(logits: FloatArray, truth: npt.NDArray[np.int64]) -> float:
+    """Softmax temperature minimising log-loss on held-out logits (Guo et al. 2017)."""
+
+    def nll(log_t: float) -> float:
+        scaled = log_softmax(logits / np.exp(log_t), axis=1)
+        return float(-scaled[np.arange(len(truth)), truth].mean())
+
+    result = minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded")
+    return float(np.exp(result.x))
+
+
+def _as_matrix(embeddings: npt.ArrayLike) -> FloatArray:
+    matrix = np.asarray(embeddings, dtype=np.float64)
+    if matrix.ndim != 2:
+        raise ValueError(
+            f"expected a 2-d (n_texts, dim) embedding matrix, got shape {matrix.shape}; "
+            "pass the encoder's output, not texts"
+        )
+    return matrix
+
+
+def _write(directory: Path, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    payload = {"format_version": FORMAT_VERSION, **config}
+    (directory / CONFIG_FILE).write_text(
+        json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    if arrays:
+        tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+        save_file(tensors, str(directory / WEIGHTS_FILE))
+
+
+def _read(directory: Path, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    if config.get("kind") != kind:
+        raise ValueError(
+            f"{directory / CONFIG_FILE} holds a '{config.get('kind')}' model, not '{kind}'"
+        )
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{directory}: format_version {config['format_version']} is too new")
+    arrays = load_file(str(directory / WEIGHTS_FILE)) if (directory / WEIGHTS_FILE).exists() else {}
+    return config, {k: v.astype(np.float64) for k, v in arrays.items()}
+
+
+# -- sentiment -----------------------------------------------------------------------------
+
+
+@register_model_kind
+class EmbeddingSentimentClassifier:
+    """Single-label classifier on frozen embeddings: logistic regression or a small MLP.
+
+    ``hidden=()`` is multinomial logistic regression; ``hidden=(256,)`` a one-hidden-layer ReLU
+    MLP. Probabilities are temperature-calibrated on held-out data passed to ``fit``.
+    """
+
+    kind: ClassVar[str] = "embedding-sentiment"
+    input_kind: ClassVar[str] = "embedding"
+
+    def __init__(
+        self,
+        C: float = 1.0,
+        hidden: tuple[int, ...] = (),
+        alpha: float = 1e-3,
+        class_weight: str | None = "balanced",
+        max_iter: int = 2000,
+        random_state: int = 0,
+    ) -> None:
+        self.C = C
+        self.hidden = hidden
+        self.alpha = alpha
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "C": self.C,
+            "hidden": list(self.hidden),
+            "alpha": self.alpha,
+            "class_weight": self.class_weight,
+            "max_iter": self.max_iter,
+            "random_state": self.random_state,
+        }
+
+    def fit(
+        self,
+        embeddings: npt.ArrayLike,
+        labels: Sequence[str],
+        *,
+        sample_weight: npt.ArrayLike | None = None,
+        calibration_embeddings: npt.ArrayLike | None = None,
+        calibration_labels: Sequence[str] | None = None,
+    ) -> Self:
+        """Fit the head; calibrate the temperature on the calibration set when given."""
+        x = _as_matrix(embeddings)
+        y = np.asarray(labels, dtype=object)
+        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if not self.hidden:
+            model = LogisticRegression(
+                C=self.C, class_weight=self.class_weight, max_iter=self.max_iter
+            ).fit(x, y, sample_weight=weights)
+            self.layers_ = [(model.coef_.T.copy(), model.intercept_.copy())]
+            self.labels_ = [str(c) for c in model.classes_]
+        else:
+            mlp = MLPClassifier(
+                hidden_layer_sizes=tuple(self.hidden),
+                alpha=self.alpha,
+                early_stopping=True,
+                validation_fraction=0.1,
+                n_iter_no_change=8,
+                max_iter=self.max_iter,
+                random_state=self.random_state,
+            )
+            if self.class_weight == "balanced" and weights is None:
+                classes, counts = np.unique(y, return_counts=True)
+                per_class = {
+                    c: len(y) / (len(classes) * n) for c, n in zip(classes, counts, strict=True)
+                }
+                weights = np.asarray([per_class[label] for label in y])
+            mlp.fit(x, y, sample_weight=weights)
+            self.layers_ = [
+                (np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64))
+                for w, b in zip(mlp.coefs_, mlp.intercepts_, strict=True)
+            ]
+            self.labels_ = [str(c) for c in mlp.classes_]
+            if len(self.labels_) == 2:
+                raise ValueError("the MLP head needs at least 3 classes (binary output is 1-d)")
+        self.temperature_ = 1.0
+        if calibration_embeddings is not None and calibration_labels is not None:
+            index = {label: i for i, label in enumerate(self.labels_)}
+            truth = np.asarray([index[str(label)] for label in calibration_labels])
+            logits = self.decision_function(calibration_embeddings)
+            self.temperature_ = fit_temperature(logits, truth)
+        return self
+
+    def decision_function(self, embeddings: npt.ArrayLike) -> FloatArray:
+        """Uncalibrated logits, columns in ``labels_`` order."""
+        out = _as_matrix(embeddings)
+        for i, (weight, bias) in enumerate(self.layers_):
+            out = out @ weight + bias
+            if i < len(self.layers_) - 1:
+                out = np.maximum(out, 0.0)
+        return out
+
+    def predict_proba(self, embeddings: npt.ArrayLike) -> FloatArray:
+        """Calibrated probabilities, columns in ``labels_`` order."""
+        return np.asarray(softmax(self.decision_function(embeddings) / self.temperature_, axis=1))
+
+    def predict(self, embeddings: npt.ArrayLike) -> npt.NDArray[np.object_]:
+        proba = self.predict_proba(embeddings)
+        return np.asarray(self.labels_, dtype=object)[proba.argmax(axis=1)]
+
+    def save(self, directory: Path) -> None:
+        arrays: dict[str, np.ndarray] = {}
+        for i, (weight, bias) in enumerate(self.layers_):
+            arrays[f"layer{i}.weight"] = weight
+            arrays[f"layer{i}.bias"] = bias
+        config = {
+            "kind": self.kind,
+            "params": self.get_params(),
+            "labels": self.labels_,
+            "layers": len(self.layers_),
+            "temperature": self.temperature_,
+        }
+        _write(directory, config, arrays)
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        config, arrays = _read(Path(directory), cls.kind)
+        params = dict(config["params"])
+        params["hidden"] = tuple(params.get("hidden", ()))
+        model = cls(**params)
+        model.labels_ = list(config["labels"])
+        model.temperature_ = float(config["temperature"])
+        model.layers_ = [
+            (arrays[f"layer{i}.weight"], arrays[f"layer{i}.bias"]) for i in range(config["layers"])
+        ]
+        return model
+
+
+# -- topics --------------------------------------------------------------------------------
+
+
+def topic_indicator(topics: Sequence[Sequence[str]], labels: Sequence[str]) -> npt.NDArray[np.int8]:
+    """0/1 matrix (n_texts, n_labels) from each text's list of topic ids."""
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(topics), len(labels)), dtype=np.int8)
+    for row, row_topics in enumerate(topics):
+        for topic in row_topics:
+            if topic in index:
+                matrix[row, index[topic]] = 1
+    return matrix
+
+
+@register_model_kind
+class EmbeddingTopicClassifier:
+    """Multi-label topics: one class-balanced logistic regression per topic on embeddings.
+
+    Per-topic thresholds are tuned on out-of-fold scores of the training data (``cv`` folds),
+    so the test split is never looked at and no dev split is needed for a small seed set.
+    """
+
+    kind: ClassVar[str] = "embedding-topics"
+    input_kind: ClassVar[str] = "embedding"
+
+    def __init__(self, C: float = 4.0, cv: int = 5, random_state: int = 0, max_iter: int = 2000):
+        self.C = C
+        self.cv = cv
+        self.random_state = random_state
+        self.max_iter = max_iter
+
+    def get_params(self) -> dict[str, Any]:
+        return {"C": self.C, "cv": self.cv, "random_state": self.random_state,
+                "max_iter": self.max_iter}
+
+    def _fit_weights(self, x: FloatArray, y: npt.NDArray[np.int8]) -> tuple[FloatArray, FloatArray]:
+        weights = np.zeros((x.shape[1], y.shape[1]))
+        biases = np.zeros(y.shape[1])
+        for column in range(y.shape[1]):
+            model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=self.max_iter)
+            model.fit(x, y[:, column])
+            weights[:, column] = model.coef_[0]
+            biases[column] = model.intercept_[0]
+        return weights, biases
+
+    def out_of_fold_scores(self, embeddings: npt.ArrayLike, y: npt.NDArray[np.int8]) -> FloatArray:
+        """Scores of each training row from a model that did not see it (threshold tuning)."""
+        x = _as_matrix(embeddings)
+        scores = np.zeros(y.shape, dtype=np.float64)
+        folds = KFold(n_splits=self.cv, shuffle=True, random_state=self.random_state)
+        for train_index, test_index in folds.split(x):
+            weights, biases = self._fit_weights(x[train_index], y[train_index])
+            scores[test_index] = expit(x[test_index] @ weights + biases)
+        return scores
+
+    def fit(
+        self,
+        embeddings: npt.ArrayLike,
+        topics: Sequence[Sequence[str]],
+        *,
+        labels: Sequence[str] | None = None,
+        thresholds: npt.ArrayLike | None = None,
+    ) -> Self:
+        """``topics``: topic ids per text; ``labels`` fixes column order; thresholds from CV."""
+        x = _as_matrix(embeddings)
+        self.labels_ = (
+            list(labels) if labels is not None else sorted({t for ts in topics for t in ts})
+        )
+        y = topic_indicator(topics, self.labels_)
+        missing = [label for label, n in zip(self.labels_, y.sum(axis=0), strict=True) if not n]
+        if missing:
+            raise ValueError(
+                f"no training example for topic(s) {missing}; add examples or drop them"
+            )
+        if thresholds is None:
+            self.thresholds_ = best_thresholds(y, self.out_of_fold_scores(x, y))
+        else:
+            self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
+        self.weights_, self.biases_ = self._fit_weights(x, y)
+        return self
+
+    def predict_proba(self, embeddings: npt.ArrayLike) -> FloatArray:
+        """Per-topic scores in [0, 1] (not mutually exclusive), columns in ``labels_`` order."""
+        return np.asarray(expit(_as_matrix(embeddings) @ self.weights_ + self.biases_))
+
+    def predict(self, embeddings: npt.ArrayLike) -> npt.NDArray[np.int8]:
+        return (self.predict_proba(embeddings) >= self.thresholds_).astype(np.int8)
+
+    def save(self, directory: Path) -> None:
+        config = {"kind": self.kind, "params": self.get_params(), "labels": self.labels_}
+        arrays = {"weights": self.weights_, "biases": self.biases_, "thresholds": self.thresholds_}
+        _write(directory, config, arrays)
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        config, arrays = _read(Path(directory), cls.kind)
+        model = cls(**config["params"])
+        model.labels_ = list(config["labels"])
+        model.weights_ = arrays["weights"]
+        model.biases_ = arrays["biases"]
+        model.thresholds_ = arrays["thresholds"]
+        return model
+
+
+# -- ensembles -----------------------------------------------------------------------------
+
+
+def _script_groups(texts: Sequence[str]) -> npt.NDArray[np.bool_]:
+    """True where a text is mostly Latin script (where char n-grams help the encoder most)."""
+    return np.asarray([dominant_script(text) == "Latn" for text in texts], dtype=bool)
+
+
+def _split_inputs(inputs: EmbeddingsAndTexts) -> tuple[FloatArray, list[str]]:
+    if not isinstance(inputs, tuple) or len(inputs) != 2:
+        raise TypeError(
+            "an 'embedding+text' head takes a tuple (embeddings, texts); "
+            "got " + type(inputs).__name__
+        )
+    embeddings, texts = inputs
+    matrix = _as_matrix(embeddings)
+    texts = list(texts)
+    if len(texts) != matrix.shape[0]:
+        raise ValueError(f"{matrix.shape[0]} embeddings for {len(texts)} texts")
+    return matrix, texts
+
+
+def _load_member(directory: Path, kind: str) -> Any:
+    if kind not in MODEL_KINDS:
+        import models.heads.tfidf  # noqa: F401  (registers the text heads)
+    return MODEL_KINDS[kind].load(directory)
+
+
+@register_model_kind
+class EnsembleSentimentClassifier:
+    """Log-linear pool of an embedding head and a char n-gram head, weighted per script.
+
+    ``p ∝ exp((w·log p_embedding + (1 − w)·log p_text) / T)`` with ``w`` = ``latin_weight`` for
+    mostly-Latin texts and ``arabic_weight`` otherwise; weights and ``T`` are chosen on dev
+    splits by the trainer (``training.fit``), never on test data.
+    """
+
+    kind: ClassVar[str] = "ensemble-sentiment"
+    input_kind: ClassVar[str] = "embedding+text"
+
+    def __init__(
+        self,
+        embedding_head: EmbeddingSentimentClassifier,
+        text_head: Any,
+        arabic_weight: float = 0.5,
+        latin_weight: float = 0.5,
+        temperature: float = 1.0,
+    ) -> None:
+        self.embedding_head = embedding_head
+        self.text_head = text_head
+        self.arabic_weight = arabic_weight
+        self.latin_weight = latin_weight
+        self.temperature = temperature
+
+    @property
+    def labels_(self) -> list[str]:
+        return list(self.embedding_head.labels_)
+
+    def _check_members(self) -> None:
+        if list(self.text_head.labels_) != list(self.embedding_head.labels_):
+            raise ValueError(
+                f"members disagree on labels: {self.embedding_head.labels_} vs "
+                f"{self.text_head.labels_}"
+            )
+
+    def member_log_proba(self, inputs: EmbeddingsAndTexts) -> tuple[FloatArray, FloatArray]:
+        """Each member's log-probabilities (lets a trainer search weights without refitting)."""
+        self._check_members()
+        embeddings, texts = _split_inputs(inputs)
+        eps = 1e-9
+        log_embedding = np.log(self.embedding_head.predict_proba(embeddings) + eps)
+        log_text = np.log(np.asarray(self.text_head.predict_proba(texts)) + eps)
+        return log_embedding, log_text
+
+    @staticmethod
+    def combine(
+        log_embedding: FloatArray,
+        log_text: FloatArray,
+        latin: npt.NDArray[np.bool_],
+        arabic_weight: float,
+        latin_weight: float,
+        temperature: float,
+    ) -> FloatArray:
+        weight = np.where(latin, latin_weight, arabic_weight)[:, None]
+        pooled = weight * log_embedding + (1.0 - weight) * log_text
+        return np.asarray(softmax(pooled / temperature, axis=1))
+
+    def predict_proba(self, inputs: EmbeddingsAndTexts) -> FloatArray:
+        """Calibrated probabilities from ``(embeddings, texts)``, columns in ``labels_`` order."""
+        log_embedding, log_text = self.member_log_proba(inputs)
+        latin = _script_groups(list(inputs[1]))
+        return self.combine(
+            log_embedding, log_text, latin, self.arabic_weight, self.latin_weight, self.temperature
+        )
+
+    def predict(self, inputs: EmbeddingsAndTexts) -> npt.NDArray[np.object_]:
+        proba = self.predict_proba(inputs)
+        return np.asarray(self.labels_, dtype=object)[proba.argmax(axis=1)]
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.embedding_head.save(directory / "embedding")
+        self.text_head.save(directory / "text")
+        config = {
+            "kind": self.kind,
+            "labels": self.labels_,
+            "arabic_weight": self.arabic_weight,
+            "latin_weight": self.latin_weight,
+            "temperature": self.temperature,
+            "members": {"embedding": self.embedding_head.kind, "text": self.text_head.kind},
+        }
+        _write(directory, config, {})
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        directory = Path(directory)
+        config, _ = _read(directory, cls.kind)
+        members = config["members"]
+        return cls(
+            embedding_head=_load_member(directory / "embedding", members["embedding"]),
+            text_head=_load_member(directory / "text", members["text"]),
+            arabic_weight=float(config["arabic_weight"]),
+            latin_weight=float(config["latin_weight"]),
+            temperature=float(config["temperature"]),
+        )
+
+
+@register_model_kind
+class EnsembleTopicClassifier:
+    """Weighted mean of an embedding topic head's and a char n-gram topic head's scores.
+
+    Thresholds are the ensemble's own (tuned by the trainer on out-of-fold scores).
+    """
+
+    kind: ClassVar[str] = "ensemble-topics"
+    input_kind: ClassVar[str] = "embedding+text"
+
+    def __init__(
+        self,
+        embedding_head: EmbeddingTopicClassifier,
+        text_head: Any,
+        weight: float = 0.5,
+        thresholds: Sequence[float] | None = None,
+    ) -> None:
+        self.embedding_head = embedding_head
+        self.text_head = text_head
+        self.weight = weight
+        self.thresholds = thresholds
+
+    @property
+    def labels_(self) -> list[str]:
+        return list(self.embedding_head.labels_)
+
+    @property
+    def thresholds_(self) -> FloatArray:
+        if self.thresholds is None:
+            return np.full(len(self.labels_), 0.5)
+        return np.asarray(self.thresholds, dtype=np.float64)
+
+    def predict_proba(self, inputs: EmbeddingsAndTexts) -> FloatArray:
+        if list(self.text_head.labels_) != self.labels_:
+            raise ValueError("members disagree on topic labels / column order")
+        embeddings, texts = _split_inputs(inputs)
+        return np.asarray(
+            self.weight * self.embedding_head.predict_proba(embeddings)
+            + (1.0 - self.weight) * np.asarray(self.text_head.predict_proba(texts))
+        )
+
+    def predict(self, inputs: EmbeddingsAndTexts) -> npt.NDArray[np.int8]:
+        return (self.predict_proba(inputs) >= self.thresholds_).astype(np.int8)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.embedding_head.save(directory / "embedding")
+        self.text_head.save(directory / "text")
+        config = {
+            "kind": self.kind,
+            "labels": self.labels_,
+            "weight": self.weight,
+            "thresholds": [float(t) for t in self.thresholds_],
+            "members": {"embedding": self.embedding_head.kind, "text": self.text_head.kind},
+        }
+        _write(directory, config, {})
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        directory = Path(directory)
+        config, _ = _read(directory, cls.kind)
+        members = config["members"]
+        return cls(
+            embedding_head=_load_member(directory / "embedding", members["embedding"]),
+            text_head=_load_member(directory / "text", members["text"]),
+            weight=float(config["weight"]),
+            thresholds=list(config["thresholds"]),
+        )

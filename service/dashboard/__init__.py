@@ -1,0 +1,1 @@
+"""The manager dashboard: static page + script served by the API, charts with plotly.js."""

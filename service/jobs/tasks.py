@@ -1,0 +1,297 @@
+"""Celery tasks: a batch is split into chunks; each chunk is analysed in one transaction.
+
+`dispatch_batch` claims a `queued` batch and publishes one `process_chunk` message per chunk of
+pending complaint ids, inside the claiming transaction: if the dispatcher dies before it commits,
+the batch is still `queued` and the redelivered dispatch starts over (a chunk published twice is
+harmless). `process_chunk` re-reads which of its complaints are still pending, so a redelivered
+or duplicated chunk analyses only what nobody has, then marks the batch done when nothing of it
+is pending any more.
+
+Each worker process loads the models once (`WorkerResources`), and again only when a new version
+is promoted in the registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from celery import Task, shared_task
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
+
+from models.pipeline import AnalysisPipeline
+from models.registry import ArtifactError
+from service.batches.service import claim_batch_for_processing, finish_batch_if_complete
+from service.complaints.models import Complaint, ComplaintStatus
+from service.core.config import Settings
+from service.core.db import make_engine, make_session_factory, session_scope
+from service.core.loading import load_pipeline, make_registry
+from service.core.logging import bind_batch
+from service.core.migrate import check_schema
+from service.jobs.celery_app import CHUNK_TASK, DISPATCH_TASK, QUEUE, SawtCelery
+from service.jobs.processing import process_complaints
+from service.ops import metrics
+
+log = logging.getLogger(__name__)
+
+RELOAD_CHECK_SECONDS = 30.0
+MAX_RETRIES = 8
+
+
+class WorkerResources:
+    """What one worker process keeps: a connection pool and the loaded models."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        check_schema(self.engine)
+        self.session_factory = make_session_factory(self.engine)
+        self.registry = make_registry(settings)
+        self._pipeline: AnalysisPipeline | None = None
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+
+    def pipeline(self) -> AnalysisPipeline:
+        with self._lock:
+            if self._pipeline is None:
+                self._pipeline = self._load()
+            elif time.monotonic() - self._checked_at > RELOAD_CHECK_SECONDS:
+                self._reload_if_promoted(self._pipeline)
+            return self._pipeline
+
+    def _load(self) -> AnalysisPipeline:
+        started = time.perf_counter()
+        pipeline = load_pipeline(self.settings, self.registry)
+        self._checked_at = time.monotonic()
+        metrics.set_model_versions(pipeline.versions)
+        log.info(
+            "models loaded in %.1fs: %s",
+            time.perf_counter() - started,
+            pipeline.model_version,
+            extra={"model_version": pipeline.model_version},
+        )
+        return pipeline
+
+    def _reload_if_promoted(self, current: AnalysisPipeline) -> None:
+        """Pick up `sawt models promote` without a restart (checked every 30 s at most)."""
+        self._checked_at = time.monotonic()
+        try:
+            promoted = {
+                task: self.registry.promoted_version(task)
+                for task in current.versions
+                if task != "encoder"
+            }
+        except ArtifactError:
+            return
+        if all(promoted[task] == current.versions[task] for task in promoted):
+            return
+        try:
+            self._pipeline = self._load()
+        except ArtifactError as exc:
+            log.error("promoted models refused, keeping %s: %s", current.model_version, exc)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+_resources: WorkerResources | None = None
+_resources_pid = 0
+_resources_lock = threading.Lock()
+
+
+def resources(app: Any) -> WorkerResources:
+    """This process's resources, built on first use (a forked child builds its own)."""
+    global _resources, _resources_pid
+    with _resources_lock:
+        if _resources is None or _resources_pid != os.getpid():
+            _resources = WorkerResources(app.settings)
+            _resources_pid = os.getpid()
+        return _resources
+
+
+def _retry_delay(task: Task, settings: Settings) -> float:
+    # Short enough to stay under the visibility timeout, or the retry itself is redelivered.
+    return float(min(2**task.request.retries, 30, settings.broker_visibility_timeout / 4))
+
+
+@shared_task(bind=True, name=DISPATCH_TASK, max_retries=MAX_RETRIES)
+def dispatch_batch(self: Task, batch_id: str) -> dict[str, int]:
+    app: SawtCelery = self.app
+    res = resources(app)
+    size = res.settings.worker_chunk_size
+    with bind_batch(batch_id):
+        try:
+            with session_scope(res.session_factory) as session:
+                ids = claim_batch_for_processing(session, batch_id=batch_id)
+                if ids is None:
+                    log.info("batch already dispatched or done; nothing to do")
+                    return {"chunks": 0, "complaints": 0}
+                chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
+                # Published before the claim commits: see the module docstring.
+                with app.producer_or_acquire() as producer:
+                    for chunk in chunks:
+                        app.send_task(
+                            CHUNK_TASK, args=[batch_id, chunk], queue=QUEUE, producer=producer
+                        )
+            if not ids:
+                _finish(res, batch_id)
+        except Exception as exc:
+            # Database or broker trouble: the claim rolled back, the batch is still queued.
+            log.warning("dispatch failed (%s); retrying", type(exc).__name__)
+            raise self.retry(exc=exc, countdown=_retry_delay(self, res.settings)) from exc
+        log.info(
+            "batch dispatched: %d complaints in %d chunks",
+            len(ids),
+            len(chunks),
+            extra={"complaints": len(ids), "chunks": len(chunks)},
+        )
+        return {"chunks": len(chunks), "complaints": len(ids)}
+
+
+def _finish(res: WorkerResources, batch_id: str) -> None:
+    with session_scope(res.session_factory) as session:
+        seconds = finish_batch_if_complete(session, batch_id=batch_id)
+    if seconds is not None:
+        metrics.BATCH_SECONDS.observe(seconds)
+        log.info("batch done in %.1fs", seconds, extra={"batch_seconds": round(seconds, 3)})
+
+
+def analyse_chunk(res: WorkerResources, complaint_ids: list[int]) -> tuple[int, int]:
+    """Analyse the chunk's still-pending complaints in one transaction: (moved, failed)."""
+    with session_scope(res.session_factory) as session:
+        complaints = list(
+            session.scalars(
+                select(Complaint)
+                .where(
+                    Complaint.id.in_(complaint_ids),
+                    Complaint.status == ComplaintStatus.pending.value,
+                )
+                .order_by(Complaint.id)
+            )
+        )
+        if not complaints:
+            return 0, 0
+        moved = process_complaints(session, res.pipeline(), complaints)
+        failed = session.scalar(
+            select(func.count())
+            .select_from(Complaint)
+            .where(
+                Complaint.id.in_([c.id for c in complaints]),
+                Complaint.status == ComplaintStatus.failed.value,
+            )
+        )
+    return moved, int(failed or 0)
+
+
+@shared_task(bind=True, name=CHUNK_TASK, max_retries=MAX_RETRIES)
+def process_chunk(self: Task, batch_id: str, complaint_ids: list[int]) -> dict[str, int]:
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    with bind_batch(batch_id):
+        if redelivered:
+            metrics.CHUNKS_REDELIVERED.inc()
+            log.warning(
+                "chunk redelivered (a worker died or returned it): %d complaints",
+                len(complaint_ids),
+                extra={"redelivered": True, "first_complaint_id": min(complaint_ids)},
+            )
+        else:
+            log.info(
+                "chunk started: %d complaints",
+                len(complaint_ids),
+                extra={"first_complaint_id": min(complaint_ids)},
+            )
+        started = time.perf_counter()
+        try:
+            res = resources(self.app)
+            moved, failed = analyse_chunk(res, complaint_ids)
+            _finish(res, batch_id)
+        except Exception as exc:
+            # Deadlocks, dropped connections, models that failed to load: the transaction
+            # rolled back (one text failing its analysis does not get here: it is stored as
+            # `failed`). Run the chunk again, later; give up loudly after MAX_RETRIES.
+            cause = type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__
+            if self.request.retries >= MAX_RETRIES:
+                metrics.CHUNKS.labels("error").inc()
+                log.error(
+                    "chunk abandoned after %d retries (%s); its complaints stay pending: "
+                    "set the batch back to queued to dispatch them again",
+                    MAX_RETRIES,
+                    cause,
+                    extra={"first_complaint_id": min(complaint_ids)},
+                )
+                raise
+            metrics.CHUNKS.labels("retried").inc()
+            log.warning("chunk failed (%s); retrying", cause)
+            raise self.retry(exc=exc, countdown=_retry_delay(self, self.app.settings)) from exc
+        elapsed = time.perf_counter() - started
+        metrics.CHUNK_SECONDS.observe(elapsed)
+        metrics.CHUNKS.labels("done" if moved else "skipped").inc()
+        metrics.COMPLAINTS_PROCESSED.labels("analysed").inc(moved - failed)
+        metrics.COMPLAINTS_PROCESSED.labels("failed").inc(failed)
+        log.info(
+            "chunk done: %d of %d complaints analysed in %.2fs",
+            moved,
+            len(complaint_ids),
+            elapsed,
+            extra={
+                "complaints": moved,
+                "failed": failed,
+                "seconds": round(elapsed, 3),
+                "redelivered": redelivered,
+            },
+        )
+        return {"moved": moved, "failed": failed}
+
+
+def run_worker(
+    *,
+    settings: Settings,
+    app: SawtCelery,
+    pool: str = "solo",
+    concurrency: int = 1,
+    torch_threads: int = 0,
+    metrics_port: int | None = None,
+    hostname: str | None = None,
+) -> int:
+    """Start one worker process and block until it stops; returns its exit code.
+
+    `solo` (the default) runs chunks one at a time in this very process: the models are loaded
+    here, before the worker starts consuming, and no process is ever forked after torch started
+    its thread pools (a forked child can hang on locks those threads held). Scale by running
+    more `sawt worker` processes (one per core, or per `torch_threads` cores).
+    """
+    # One "received" and one "succeeded" line per chunk, with its id list: our "chunk done"
+    # line says it better. Failures are still logged (at ERROR).
+    for noisy in ("celery.worker.strategy", "celery.app.trace"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if torch_threads > 0:
+        os.environ.setdefault("OMP_NUM_THREADS", str(torch_threads))
+        os.environ.setdefault("MKL_NUM_THREADS", str(torch_threads))
+    if pool in ("solo", "threads"):
+        pipeline = resources(app).pipeline()  # fail fast, and not inside the first chunk
+        log.info("worker ready with %s", pipeline.model_version)
+    if torch_threads > 0 and "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port)
+    worker = app.Worker(
+        pool=pool,
+        concurrency=concurrency,
+        hostname=hostname,
+        queues=[QUEUE],
+        loglevel=settings.log_level.upper(),
+        without_gossip=True,
+        without_mingle=True,
+        without_heartbeat=True,
+    )
+    worker.start()
+    return int(worker.exitcode or 0)

@@ -1,0 +1,223 @@
+"""Alerts: the statistics on their own, then `GET /v1/alerts` on planted spikes and flat data."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.alerts.stats import bonferroni_threshold, sentiment_drop_test, volume_spike_test
+from tests.api.readside import complaint, post_and_wait, use_stub_pipeline
+from tests.conftest import KeyFactory, auth
+
+# --- the statistics ------------------------------------------------------------------------
+
+
+def poisson_upper_tail(x: int, lam: float) -> float:
+    return 1 - sum(math.exp(-lam) * lam**k / math.factorial(k) for k in range(x))
+
+
+def test_flat_history_uses_poisson_and_matches_its_tail() -> None:
+    test = volume_spike_test(14, [6, 6, 6, 6, 6, 6, 6, 6])
+    assert test.distribution == "poisson" and test.expected == 6
+    assert test.p_value == pytest.approx(poisson_upper_tail(14, 6.0), rel=1e-9)
+    assert volume_spike_test(6, [6] * 8).p_value > 0.4
+
+
+def test_over_dispersed_history_is_less_alarmed_than_poisson() -> None:
+    history = [2, 30, 5, 25, 3, 28, 4, 27]
+    test = volume_spike_test(35, history)
+    assert test.distribution == "negative_binomial"
+    assert test.p_value > 0.05  # such swings are normal for this topic
+    assert poisson_upper_tail(35, sum(history) / 8) < 1e-4  # Poisson would cry wolf
+
+
+def test_a_topic_rising_from_nothing_is_a_spike() -> None:
+    assert volume_spike_test(8, [0, 0, 0, 0]).p_value < 1e-5
+    assert volume_spike_test(0, [0, 0, 0]).p_value == 1.0
+
+
+def test_false_alarm_rate_under_the_null_stays_near_the_level() -> None:
+    rng = np.random.default_rng(7)
+    alpha, trials = 0.01, 3000
+    means = rng.uniform(3, 60, trials)
+    alarms = 0
+    for mean in means:
+        history = rng.poisson(mean, 8).tolist()
+        observed = int(rng.poisson(mean))
+        alarms += volume_spike_test(observed, history).p_value < alpha
+    assert alarms / trials < 3 * alpha
+
+
+def test_two_proportion_z_test_by_hand() -> None:
+    drop = sentiment_drop_test(50, 100, 200, 800)
+    pooled = 250 / 900
+    z = (0.5 - 0.25) / math.sqrt(pooled * (1 - pooled) * (1 / 100 + 1 / 800))
+    assert drop.z == pytest.approx(z, abs=1e-3)
+    assert drop.p_value == pytest.approx(0.5 * math.erfc(z / math.sqrt(2)), rel=1e-6)
+    assert (drop.observed_share, drop.expected_share) == (0.5, 0.25)
+    assert sentiment_drop_test(25, 100, 200, 800).p_value == pytest.approx(0.5)
+    assert sentiment_drop_test(10, 100, 200, 800).p_value > 0.9  # improvement is no alarm
+    assert sentiment_drop_test(0, 10, 0, 80).p_value == 1.0
+
+
+def test_bonferroni() -> None:
+    assert bonferroni_threshold(0.01, 20) == pytest.approx(0.0005)
+    assert bonferroni_threshold(0.01, 0) == 0.01
+    with pytest.raises(ValueError, match="history"):
+        volume_spike_test(3, [1])
+
+
+# --- through HTTP --------------------------------------------------------------------------
+
+TARGET = date(2025, 3, 3)  # a Monday
+WEEKS = [TARGET - timedelta(weeks=k) for k in range(8, 0, -1)]
+DELAYS_HISTORY = [5, 7, 6, 6, 5, 7, 6, 6]
+FEES_HISTORY = [6, 5, 6, 7, 6, 5, 6, 6]
+
+
+@pytest.fixture(autouse=True)
+def _stub(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_stub_pipeline(monkeypatch)
+
+
+def weekly_rows(*, spike: bool) -> list[dict[str, Any]]:
+    """8 weeks of steady `delays` (half negative) and `fees` (mostly neutral); then a week that
+    either repeats them or plants a delays spike and a fees sentiment drop."""
+    rows: list[dict[str, Any]] = []
+    i = 0
+
+    def add(n: int, topic: str, day: date, negatives: int) -> None:
+        nonlocal i
+        for k in range(n):
+            sentiment = "neg" if k < negatives else "neu"
+            rows.append(complaint(i, sentiment=sentiment, topics=[topic], received=day))
+            i += 1
+
+    for week, delays, fees in zip(WEEKS, DELAYS_HISTORY, FEES_HISTORY, strict=True):
+        add(delays, "delays", week + timedelta(days=2), negatives=delays // 2)
+        add(fees, "fees", week + timedelta(days=3), negatives=1)
+    if spike:
+        add(30, "delays", TARGET + timedelta(days=1), negatives=15)
+        add(6, "fees", TARGET + timedelta(days=2), negatives=6)
+    else:
+        add(6, "delays", TARGET + timedelta(days=1), negatives=3)
+        add(6, "fees", TARGET + timedelta(days=2), negatives=1)
+    return rows
+
+
+def alerts(client: TestClient, key: str, **params: Any) -> dict[str, Any]:
+    response = client.get("/v1/alerts", params=params, headers=auth(key))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_planted_spike_and_sentiment_drop_fire_with_evidence(
+    client: TestClient, make_key: KeyFactory
+) -> None:
+    key = make_key("ministry", "ministry-a")
+    post_and_wait(client, key, weekly_rows(spike=True))
+
+    body = alerts(client, key)  # default period: the one holding the latest data
+    assert body["period"] == TARGET.isoformat() and body["granularity"] == "week"
+    assert "negative-binomial" in body["methods"]["volume_spike"]
+    assert "two-proportion" in body["methods"]["sentiment_drop"]
+    fired = {(a["kind"], a["topic"]) for a in body["alerts"]}
+    assert ("volume_spike", "delays") in fired
+    assert ("sentiment_drop", "fees") in fired
+    assert ("volume_spike", "fees") not in fired and ("sentiment_drop", "delays") not in fired
+
+    spike = next(
+        a for a in body["alerts"] if a["kind"] == "volume_spike" and a["topic"] == "delays"
+    )
+    assert spike["observed"] == 30 and spike["expected"] == pytest.approx(6.0)
+    assert spike["p_value"] < body["per_test_threshold"]
+    assert [h["count"] for h in spike["evidence"]["history"]] == DELAYS_HISTORY
+    samples = spike["evidence"]["samples"]
+    assert 1 <= len(samples) <= 5
+    assert all("#t:delays" in s["text"] for s in samples)
+    assert all(s["received_at"].startswith("2025-03-04") for s in samples)
+
+    drop = next(a for a in body["alerts"] if a["kind"] == "sentiment_drop")
+    assert drop["observed"] == 1.0
+    assert drop["expected"] == pytest.approx(8 / sum(FEES_HISTORY), abs=1e-4)
+    assert drop["z"] > 3
+    assert all(s["sentiment"] == "negative" for s in drop["evidence"]["samples"])
+
+
+def test_flat_history_raises_no_alert(client: TestClient, make_key: KeyFactory) -> None:
+    key = make_key("ministry", "ministry-a")
+    post_and_wait(client, key, weekly_rows(spike=False))
+    body = alerts(client, key, period=TARGET.isoformat())
+    assert body["tests_run"] >= 3
+    assert body["alerts"] == []
+
+
+def test_sensitivity_is_tunable_and_tenants_are_isolated(
+    client: TestClient, make_key: KeyFactory
+) -> None:
+    key = make_key("ministry", "ministry-a")
+    post_and_wait(client, key, weekly_rows(spike=True))
+    assert alerts(client, key, sensitivity=1e-15)["alerts"] == []
+    other = make_key("dashboard", "ministry-b")
+    assert alerts(client, other)["alerts"] == []
+    analyst = alerts(client, make_key("analyst"))
+    assert {a["tenant"] for a in analyst["alerts"]} == {"ministry-a"}
+
+
+def test_new_theme_hook_reads_discovery_output(
+    client: TestClient, make_key: KeyFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = make_key("ministry", "ministry-a")
+    post_and_wait(client, key, weekly_rows(spike=False))
+    ids = [
+        item["id"]
+        for item in client.get("/v1/complaints", params={"limit": 3}, headers=auth(key)).json()[
+            "items"
+        ]
+    ]
+    assert not [a for a in alerts(client, key)["alerts"] if a["kind"] == "new_theme"]
+    themes = tmp_path / "themes.json"
+    themes.write_text(
+        json.dumps(
+            {
+                "themes": [
+                    {"id": 1, "label": "bourses", "keywords": ["bourse", "minha"], "size": 3,
+                     "is_new": True, "tenant": "ministry-a", "complaint_ids": ids},
+                    {"id": 2, "label": "old news", "size": 9, "is_new": False},
+                    {"id": 3, "label": "elsewhere", "size": 4, "is_new": True,
+                     "tenant": "ministry-b", "complaint_ids": ids},
+                ]
+            }
+        )
+    )  # fmt: skip
+    monkeypatch.setenv("SAWT_THEMES_PATH", str(themes))
+    new = [a for a in alerts(client, key)["alerts"] if a["kind"] == "new_theme"]
+    assert [(a["topic"], a["observed"]) for a in new] == [("bourses", 3)]
+    assert new[0]["evidence"]["keywords"] == ["bourse", "minha"]
+    assert sorted(s["id"] for s in new[0]["evidence"]["samples"]) == sorted(ids)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"history": 2}, "history"),
+        ({"sensitivity": 0}, "sensitivity"),
+        ({"from": "2025-01-01"}, "from"),
+        ({"period": "March"}, "period"),
+        ({"granularity": "year"}, "granularity"),
+    ],
+)
+def test_invalid_alert_parameters(
+    client: TestClient, make_key: KeyFactory, params: dict[str, Any], field: str
+) -> None:
+    response = client.get("/v1/alerts", params=params, headers=auth(make_key()))
+    assert response.status_code == 422
+    assert any(field in e["loc"] for e in response.json()["detail"])

@@ -1,0 +1,90 @@
+"""Typed training configurations, saved with every artifact so a version can be retrained.
+
+A config is a pydantic model: unknown keys are refused (a typo in a config file fails loudly),
+and ``load_config`` reads JSON (``--config FILE``). The defaults are what produced the shipped
+versions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EncoderVariant = Literal["int8", "fp32", "torch"]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+class SentimentConfig(_Config):
+    """Frozen-encoder sentiment head, optionally pooled with the char n-gram head."""
+
+    task: Literal["sentiment"] = "sentiment"
+    corpora: list[str] = Field(
+        default_factory=lambda: ["afrisenti_ary", "arsarcasm_v2", "umsab_xlm_t", "mac"],
+        description="trainable corpora whose train splits are used (dev splits for selection)",
+    )
+    encoder_variant: EncoderVariant = Field(
+        "int8", description="the served encoder: heads are trained on what they will be fed"
+    )
+    head: Literal["logreg", "mlp"] = "logreg"
+    C_grid: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0])
+    hidden: list[int] = Field(default_factory=lambda: [256], description="MLP layer sizes")
+    mlp_alpha_grid: list[float] = Field(default_factory=lambda: [1e-3, 1e-2])
+    balance_corpora: bool = Field(
+        True, description="weight rows so each corpus counts equally (the primary metric does)"
+    )
+    transliteration_augment: bool = Field(
+        False, description="add Arabizi transliterations of Arabic-script Darija train rows"
+    )
+    ensemble: bool = Field(True, description="pool with the char n-gram TF-IDF head")
+    weight_grid: list[float] = Field(
+        default_factory=lambda: [round(0.1 * i, 1) for i in range(11)],
+        description="embedding-head weights tried per script group on dev",
+    )
+    tfidf_C_grid: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])
+    with_corrections: bool = False
+    corrections_weight: float = Field(
+        2.0, gt=0, description="row weight of an analyst's correction (corpus rows average 1)"
+    )
+    seed: int = 0
+    max_train_rows: int | None = Field(
+        None, description="subsample the train split (tests and quick runs only)"
+    )
+
+
+class TopicsConfig(_Config):
+    """Multi-label topic head on the seed set, optionally pooled with the char n-gram head."""
+
+    task: Literal["topics"] = "topics"
+    encoder_variant: EncoderVariant = "int8"
+    C_grid: list[float] = Field(default_factory=lambda: [1.0, 4.0, 16.0])
+    cv: int = Field(5, ge=2, description="folds inside train for C, weights and thresholds")
+    ensemble: bool = True
+    weight_grid: list[float] = Field(default_factory=lambda: [round(0.1 * i, 1) for i in range(11)])
+    tfidf_C_grid: list[float] = Field(default_factory=lambda: [1.0, 4.0, 16.0])
+    with_corrections: bool = False
+    corrections_weight: float = Field(2.0, gt=0)
+    seed: int = 0
+    max_train_rows: int | None = None
+
+
+TrainConfig = SentimentConfig | TopicsConfig
+
+
+def load_config(path: Path, task: str) -> TrainConfig:
+    """Read a JSON config for `task`; the file may omit any field (defaults apply)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.setdefault("task", task)
+    if data["task"] != task:
+        raise ValueError(f"{path} is a '{data['task']}' config, not '{task}'")
+    return SentimentConfig.model_validate(data) if task == "sentiment" else (
+        TopicsConfig.model_validate(data)
+    )

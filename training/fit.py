@@ -1,0 +1,606 @@
+"""Fitting Sawt's encoder-based heads: cached embeddings, data assembly, sentiment and topics.
+
+Every text is prepared exactly as the serving pipeline prepares it (redact, then
+``models.pipeline.model_input``) and encoded once by the served encoder (ONNX dynamic int8 by
+default); embeddings are cached per corpus split under ``.cache/embeddings`` so that model
+selection never re-encodes. What is evaluated is what is served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+
+from models.encoder import build
+from models.heads.encoder_heads import (
+    EmbeddingSentimentClassifier,
+    EmbeddingTopicClassifier,
+    EnsembleSentimentClassifier,
+    EnsembleTopicClassifier,
+    FloatArray,
+    fit_temperature,
+    topic_indicator,
+)
+from models.heads.tfidf import (
+    TfidfSentimentClassifier,
+    TfidfTopicClassifier,
+    best_thresholds,
+    build_features,
+    normalize_all,
+)
+from models.language import dominant_script
+from models.pipeline import model_input
+from models.text.redact import redact
+from training.config import SentimentConfig, TopicsConfig
+from training.corpora import CORPORA
+
+CACHE_SUBDIR = "embeddings"
+CORRECTIONS_SOURCE = "corrections"
+
+
+class TextEncoder(Protocol):
+    def encode(self, texts: Sequence[str], batch_size: int = ...) -> npt.NDArray[np.float32]: ...
+
+
+def prepare_text(text: str) -> str:
+    """What the encoder and heads see in production: redacted, normalised, placeholders dropped."""
+    return model_input(redact(text).text)
+
+
+def prepare_texts(texts: Sequence[str]) -> list[str]:
+    return [prepare_text(text) for text in texts]
+
+
+def encoder_fingerprint(variant: str = "int8", model_dir: Path | None = None) -> str:
+    """Short hash naming one encoder build + backend: a cache key for its embeddings."""
+    from models.encoder.encoder import DEFAULT_MAX_LENGTH, DEFAULT_PREFIX
+    from models.encoder.onnx import EXPORT_VERSION
+
+    base = model_dir if model_dir is not None else build.model_dir()
+    meta = build.read_meta(base) or {}
+    source = meta.get("files", {}).get("model.safetensors", {}).get("sha256", "unbuilt")
+    key = f"{source}:{variant}:{EXPORT_VERSION}:{DEFAULT_PREFIX}:{DEFAULT_MAX_LENGTH}"
+    return hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+def load_encoder(variant: str = "int8") -> TextEncoder:
+    """The encoder the served pipeline uses (`int8` / `fp32` ONNX, or `torch`)."""
+    if variant == "torch":
+        from models.encoder import Encoder
+
+        return Encoder()
+    from models.encoder import OnnxEncoder
+
+    return OnnxEncoder(variant="int8" if variant == "int8" else "fp32")
+
+
+def _digest(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    return digest.hexdigest()
+
+
+class EmbeddingCache:
+    """Embeddings of prepared texts, one ``.npy`` per named split, keyed by encoder fingerprint.
+
+    A sidecar ``.json`` records the digest of the prepared texts, so a changed corpus or a
+    changed normaliser re-encodes instead of silently misaligning rows.
+    """
+
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        variant: str = "int8",
+        encoder_factory: Callable[[], TextEncoder] | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        self.directory = directory or build.default_cache_dir() / CACHE_SUBDIR
+        self.variant = variant
+        self.encoder_factory = encoder_factory or (lambda: load_encoder(variant))
+        self.show_progress = show_progress
+        self._encoder: TextEncoder | None = None
+        self.fingerprint = encoder_fingerprint(variant)
+
+    @property
+    def encoder(self) -> TextEncoder:
+        if self._encoder is None:
+            self._encoder = self.encoder_factory()
+        return self._encoder
+
+    def path(self, name: str) -> Path:
+        return self.directory / f"{name}-{self.fingerprint}.npy"
+
+    def get(self, name: str, prepared: Sequence[str]) -> npt.NDArray[np.float32]:
+        """(n, dim) embeddings of already prepared texts, encoded once and cached under `name`."""
+        path = self.path(name)
+        sidecar = path.with_suffix(".json")
+        digest = _digest(prepared)
+        if path.is_file() and sidecar.is_file():
+            info = json.loads(sidecar.read_text(encoding="utf-8"))
+            if info.get("texts_sha256") == digest:
+                return np.load(path)
+        unique = sorted(set(prepared))
+        started = time.perf_counter()
+        vectors = self._encode_with_progress(name, unique)
+        seconds = time.perf_counter() - started
+        index = {text: i for i, text in enumerate(unique)}
+        matrix = vectors[[index[text] for text in prepared]]
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, matrix)
+        tmp.replace(path)
+        sidecar.write_text(
+            json.dumps(
+                {
+                    "rows": len(prepared),
+                    "unique": len(unique),
+                    "texts_sha256": digest,
+                    "variant": self.variant,
+                    "encode_seconds": round(seconds, 1),
+                }
+            ),
+            encoding="utf-8",
+        )
+        return matrix
+
+    def _encode_with_progress(self, name: str, texts: list[str]) -> npt.NDArray[np.float32]:
+        chunk = 512
+        parts: list[npt.NDArray[np.float32]] = []
+        started = time.perf_counter()
+        for start in range(0, len(texts), chunk):
+            parts.append(self.encoder.encode(texts[start : start + chunk]))
+            if self.show_progress:
+                done = min(start + chunk, len(texts))
+                rate = done / max(time.perf_counter() - started, 1e-9)
+                print(
+                    f"\rencoding {name}: {done}/{len(texts)} ({rate:.0f} texts/s)",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if self.show_progress and texts:
+            print(file=sys.stderr, flush=True)
+        if not parts:
+            return np.zeros((0, 384), dtype=np.float32)
+        return np.concatenate(parts)
+
+
+def describe_cache(cache: EmbeddingCache) -> dict[str, Any]:
+    return {"directory": str(cache.directory), "fingerprint": cache.fingerprint}
+
+
+# -- augmentation by transliteration -------------------------------------------------------
+
+# Arabic letter -> Arabizi spellings seen in Moroccan chat (first = most common). Short vowels
+# are unwritten in both, so a consonant skeleton is what Arabizi writers type too ("bzzf").
+ARABIZI: dict[str, tuple[str, ...]] = {
+    "ا": ("a",), "أ": ("a",), "إ": ("i", "a"), "آ": ("a",), "ى": ("a",), "ء": ("",),
+    "ب": ("b",), "ت": ("t",), "ث": ("t", "th"), "ج": ("j", "dj"), "ح": ("7", "h"),
+    "خ": ("kh", "5"), "د": ("d",), "ذ": ("d", "dh"), "ر": ("r",), "ز": ("z",), "س": ("s",),
+    "ش": ("ch", "sh"), "ص": ("s", "ss"), "ض": ("d", "dh"), "ط": ("t", "6"), "ظ": ("d", "dh"),
+    "ع": ("3", "a"), "غ": ("gh", "8"), "ف": ("f",), "ق": ("9", "q", "k"), "ك": ("k",),
+    "ل": ("l",), "م": ("m",), "ن": ("n",), "ه": ("h",), "ة": ("a", "e"), "و": ("o", "w", "ou"),
+    "ي": ("i", "y", "ee"), "ئ": ("i", "y"), "ؤ": ("o",), "ڭ": ("g",), "ڤ": ("v",), "پ": ("p",),
+    "،": (",",), "؟": ("?",), "؛": (";",),
+}
+
+
+def arabic_to_arabizi(text: str, rng: np.random.Generator | None = None) -> str:
+    """Arabic-script Darija spelled the way Moroccans type it in Latin script.
+
+    Deterministic (first spelling) without `rng`; with one, alternative spellings are drawn
+    (25%) so augmented rows do not all share one orthography. Word-initial و/ي become w/y.
+    """
+    out: list[str] = []
+    previous = " "
+    for char in text:
+        options = ARABIZI.get(char)
+        if options is None:
+            out.append(char)
+        elif previous.isspace() and char in "وي":
+            out.append("w" if char == "و" else "y")
+        elif rng is not None and len(options) > 1 and rng.random() < 0.25:
+            out.append(options[int(rng.integers(1, len(options)))])
+        else:
+            out.append(options[0])
+        previous = char
+    return "".join(out)
+
+
+# -- data assembly -------------------------------------------------------------------------
+
+
+@dataclass
+class Split:
+    """Rows of one split with their prepared texts and embeddings, aligned."""
+
+    frame: pd.DataFrame
+    prepared: list[str]
+    embeddings: npt.NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def subset(self, mask: npt.NDArray[np.bool_]) -> Split:
+        rows = np.flatnonzero(mask)
+        return Split(
+            self.frame.iloc[rows].reset_index(drop=True),
+            [self.prepared[i] for i in rows],
+            self.embeddings[rows],
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[Split]) -> Split:
+        return Split(
+            pd.concat([p.frame for p in parts], ignore_index=True),
+            [text for p in parts for text in p.prepared],
+            np.concatenate([p.embeddings for p in parts]),
+        )
+
+
+def embed_frame(cache: EmbeddingCache, name: str, frame: pd.DataFrame) -> Split:
+    frame = frame.reset_index(drop=True)
+    prepared = prepare_texts(frame["text"].tolist())
+    return Split(frame, prepared, cache.get(name, prepared))
+
+
+def arabizi_augment(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Arabizi copies of the Arabic-script Darija rows (afrisenti_ary, MAC dialectal)."""
+    darija = frame[(frame["language"] == "ary") & (frame["script"] == "Arab")]
+    rng = np.random.default_rng(seed)
+    out = darija.copy()
+    out["text"] = [arabic_to_arabizi(text, rng) for text in darija["text"]]
+    out["script"] = "Latn"
+    out["language"] = "ary-Latn"
+    out["source"] = out["source"] + "+arabizi"
+    return out.reset_index(drop=True)
+
+
+@dataclass
+class SentimentData:
+    train: Split
+    dev: Split
+    corrections: int = 0
+    augmented: int = 0
+
+
+def load_sentiment_data(
+    config: SentimentConfig,
+    cache: EmbeddingCache,
+    *,
+    frames: dict[str, pd.DataFrame] | None = None,
+    corrections: pd.DataFrame | None = None,
+    data_dir: Path | None = None,
+) -> SentimentData:
+    """Train and dev splits of the configured corpora (+ corrections, + augmentation), embedded."""
+    from training.baseline import sentiment_frames
+
+    frames = frames if frames is not None else sentiment_frames(data_dir)
+    unknown = [name for name in config.corpora if name not in frames]
+    if unknown:
+        raise ValueError(f"unknown or non-sentiment corpora {unknown}; known: {sorted(frames)}")
+    trains, devs = [], []
+    for name in config.corpora:
+        if not CORPORA[name].trainable:
+            raise ValueError(f"{name}'s terms do not allow training the shipped model")
+        frame = frames[name]
+        trains.append(embed_frame(cache, f"{name}-train", frame[frame["split"] == "train"]))
+        devs.append(embed_frame(cache, f"{name}-dev", frame[frame["split"] == "dev"]))
+    train = Split.concat(trains)
+    if config.max_train_rows is not None and len(train) > config.max_train_rows:
+        rng = np.random.default_rng(config.seed)
+        keep = np.zeros(len(train), dtype=bool)
+        keep[rng.choice(len(train), config.max_train_rows, replace=False)] = True
+        train = train.subset(keep)
+    extra = []
+    augmented = 0
+    if config.transliteration_augment:
+        augment = arabizi_augment(train.frame, config.seed)
+        augmented = len(augment)
+        if augmented:
+            extra.append(embed_frame(cache, "augment-arabizi-train", augment))
+    n_corrections = 0
+    if corrections is not None and len(corrections):
+        n_corrections = len(corrections)
+        extra.append(embed_frame(cache, "corrections-sentiment-train", corrections))
+    if extra:
+        train = Split.concat([train, *extra])
+    return SentimentData(train, Split.concat(devs), n_corrections, augmented)
+
+
+def row_weights(frame: pd.DataFrame, balance: bool, corrections_weight: float) -> np.ndarray:
+    """Per-row weights: each source counts equally when `balance`; corrections get a boost."""
+    sources = frame["source"].astype(str).str.replace("+arabizi", "", regex=False)
+    weights = np.ones(len(frame))
+    if balance:
+        counts = sources.value_counts()
+        corpora = [s for s in counts.index if s != CORRECTIONS_SOURCE]
+        total = sum(int(counts[s]) for s in corpora)
+        for source in corpora:
+            weights[(sources == source).to_numpy()] = total / (len(corpora) * counts[source])
+    weights[(sources == CORRECTIONS_SOURCE).to_numpy()] = corrections_weight
+    return weights
+
+
+def per_corpus_macro_f1(frame: pd.DataFrame, predicted: np.ndarray) -> dict[str, float]:
+    """Dev macro-F1 per source corpus and their mean (each corpus counts once)."""
+    scores = {
+        str(name): round(
+            float(f1_score(group["label"], predicted[group.index], average="macro")), 4
+        )
+        for name, group in frame.reset_index(drop=True).groupby("source")
+    }
+    scores["mean"] = round(float(np.mean(list(scores.values()))), 4)
+    return scores
+
+
+# -- sentiment -----------------------------------------------------------------------------
+
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _label_index(labels: Sequence[str], values: Sequence[str]) -> npt.NDArray[np.int64]:
+    index = {label: i for i, label in enumerate(labels)}
+    return np.asarray([index[str(v)] for v in values], dtype=np.int64)
+
+
+def fit_embedding_sentiment(
+    config: SentimentConfig, data: SentimentData, log: Log = _stderr
+) -> tuple[EmbeddingSentimentClassifier, dict[str, Any]]:
+    """The embedding head, its hyper-parameter chosen on dev (mean per-corpus macro-F1)."""
+    weights = row_weights(data.train.frame, config.balance_corpora, config.corrections_weight)
+    labels = data.train.frame["label"].tolist()
+    candidates: list[dict[str, Any]] = (
+        [{"C": c} for c in config.C_grid]
+        if config.head == "logreg"
+        else [{"hidden": tuple(config.hidden), "alpha": a} for a in config.mlp_alpha_grid]
+    )
+    by_candidate: dict[str, dict[str, float]] = {}
+    best: tuple[float, EmbeddingSentimentClassifier | None, dict[str, Any]] = (-1.0, None, {})
+    for params in candidates:
+        started = time.perf_counter()
+        head = EmbeddingSentimentClassifier(random_state=config.seed, **params).fit(
+            data.train.embeddings, labels, sample_weight=weights
+        )
+        scores = per_corpus_macro_f1(data.dev.frame, head.predict(data.dev.embeddings))
+        key = json.dumps(params, default=list)
+        by_candidate[key] = scores
+        log(f"embedding head {key}: dev mean macro-F1 {scores['mean']:.4f} "
+            f"({time.perf_counter() - started:.0f}s)")
+        if scores["mean"] > best[0]:
+            best = (scores["mean"], head, params)
+    head = best[1]
+    assert head is not None
+    truth = _label_index(head.labels_, data.dev.frame["label"].tolist())
+    head.temperature_ = fit_temperature(head.decision_function(data.dev.embeddings), truth)
+    return head, {"dev_by_params": by_candidate, "chosen": best[2],
+                  "temperature": round(head.temperature_, 4)}
+
+
+def fit_tfidf_sentiment(
+    config: SentimentConfig, data: SentimentData, log: Log = _stderr
+) -> tuple[TfidfSentimentClassifier, dict[str, Any]]:
+    """The char n-gram member, trained as the baseline is: C on dev, temperature on dev."""
+    started = time.perf_counter()
+    probe = TfidfSentimentClassifier()
+    features = build_features(
+        tuple(probe.char_ngram_range),  # type: ignore[arg-type]
+        tuple(probe.word_ngram_range),  # type: ignore[arg-type]
+        probe.max_char_features,
+        probe.max_word_features,
+        probe.min_df,
+    )
+    matrix = features.fit_transform(normalize_all(data.train.prepared))
+    dev_matrix = features.transform(normalize_all(data.dev.prepared))
+    labels = data.train.frame["label"].tolist()
+    by_c: dict[str, dict[str, float]] = {}
+    fitted: dict[float, LogisticRegression] = {}
+    for c in config.tfidf_C_grid:
+        classifier = LogisticRegression(C=c, class_weight="balanced", max_iter=probe.max_iter)
+        fitted[c] = classifier.fit(matrix, labels)
+        by_c[str(c)] = per_corpus_macro_f1(data.dev.frame, classifier.predict(dev_matrix))
+    best_c = max(config.tfidf_C_grid, key=lambda c: by_c[str(c)]["mean"])
+    model = TfidfSentimentClassifier(C=best_c).fit_features(
+        features,
+        matrix,
+        labels,
+        calibration_texts=data.dev.prepared,
+        calibration_labels=data.dev.frame["label"].tolist(),
+        classifier=fitted[best_c],
+    )
+    log(f"tfidf member: C={best_c}, dev mean macro-F1 {by_c[str(best_c)]['mean']:.4f} "
+        f"({time.perf_counter() - started:.0f}s)")
+    return model, {"C": best_c, "dev_by_C": by_c}
+
+
+def choose_ensemble_weights(
+    log_embedding: FloatArray,
+    log_text: FloatArray,
+    latin: npt.NDArray[np.bool_],
+    dev: pd.DataFrame,
+    labels: list[str],
+    grid: Sequence[float],
+) -> tuple[float, float, float, dict[str, float]]:
+    """Per-script weights maximising dev mean per-corpus macro-F1, then a dev temperature."""
+    names = np.asarray(labels, dtype=object)
+    best = (-1.0, 0.5, 0.5)
+    scores: dict[str, float] = {}
+    for arabic_weight in grid:
+        for latin_weight in grid:
+            proba = EnsembleSentimentClassifier.combine(
+                log_embedding, log_text, latin, arabic_weight, latin_weight, 1.0
+            )
+            mean = per_corpus_macro_f1(dev, names[proba.argmax(axis=1)])["mean"]
+            scores[f"{arabic_weight},{latin_weight}"] = mean
+            if mean > best[0]:
+                best = (mean, arabic_weight, latin_weight)
+    _, arabic_weight, latin_weight = best
+    weight = np.where(latin, latin_weight, arabic_weight)[:, None]
+    pooled = weight * log_embedding + (1.0 - weight) * log_text
+    temperature = fit_temperature(pooled, _label_index(labels, dev["label"].tolist()))
+    return arabic_weight, latin_weight, temperature, scores
+
+
+def fit_sentiment(
+    config: SentimentConfig, data: SentimentData, log: Log = _stderr
+) -> tuple[Any, dict[str, Any]]:
+    """Embedding head, and if configured its ensemble with the char n-gram head; the better
+    of the two on dev (mean per-corpus macro-F1) is returned with a selection report."""
+    started = time.perf_counter()
+    head, head_report = fit_embedding_sentiment(config, data, log)
+    dev_head = per_corpus_macro_f1(data.dev.frame, head.predict(data.dev.embeddings))
+    report: dict[str, Any] = {"embedding_head": {**head_report, "dev": dev_head}}
+    model: Any = head
+    if config.ensemble:
+        text_head, text_report = fit_tfidf_sentiment(config, data, log)
+        ensemble = EnsembleSentimentClassifier(head, text_head)
+        dev_inputs = (data.dev.embeddings, data.dev.prepared)
+        log_embedding, log_text = ensemble.member_log_proba(dev_inputs)
+        latin = np.asarray([dominant_script(t) == "Latn" for t in data.dev.prepared])
+        arabic_w, latin_w, temperature, grid_scores = choose_ensemble_weights(
+            log_embedding, log_text, latin, data.dev.frame, head.labels_, config.weight_grid
+        )
+        ensemble = EnsembleSentimentClassifier(head, text_head, arabic_w, latin_w, temperature)
+        dev_ensemble = per_corpus_macro_f1(data.dev.frame, ensemble.predict(dev_inputs))
+        dev_text = per_corpus_macro_f1(data.dev.frame, text_head.predict(data.dev.prepared))
+        report["text_head"] = {**text_report, "dev": dev_text}
+        report["ensemble"] = {
+            "arabic_weight": arabic_w, "latin_weight": latin_w,
+            "temperature": round(temperature, 4), "dev": dev_ensemble,
+            "dev_by_weights": grid_scores,
+        }
+        log(f"dev mean macro-F1: embedding {dev_head['mean']:.4f}, tfidf {dev_text['mean']:.4f},"
+            f" ensemble {dev_ensemble['mean']:.4f} (w_arab={arabic_w}, w_latn={latin_w})")
+        if dev_ensemble["mean"] >= dev_head["mean"]:
+            model = ensemble
+    report["chosen"] = model.kind
+    report["train_rows"] = len(data.train)
+    report["dev_rows"] = len(data.dev)
+    report["corrections"] = data.corrections
+    report["augmented_rows"] = data.augmented
+    report["fit_seconds"] = round(time.perf_counter() - started, 1)
+    return model, report
+
+
+# -- topics --------------------------------------------------------------------------------
+
+
+@dataclass
+class TopicsData:
+    train: Split
+    labels: list[str]
+    corrections: int = 0
+
+
+def load_topics_data(
+    config: TopicsConfig,
+    cache: EmbeddingCache,
+    *,
+    seed: pd.DataFrame | None = None,
+    corrections: pd.DataFrame | None = None,
+) -> TopicsData:
+    """The seed set's train split (+ corrections), embedded; the test split is never loaded."""
+    from training.baseline import TAXONOMY
+    from training.corpora import load_seed_topics
+
+    seed = seed if seed is not None else load_seed_topics()
+    if not len(seed):
+        raise ValueError("no datasets/seed_topics/*.jsonl: nothing to train topics on")
+    everything = embed_frame(cache, "seed_topics-all", seed)
+    train = everything.subset((everything.frame["split"] == "train").to_numpy())
+    if config.max_train_rows is not None and len(train) > config.max_train_rows:
+        rng = np.random.default_rng(config.seed)
+        keep = np.zeros(len(train), dtype=bool)
+        keep[rng.choice(len(train), config.max_train_rows, replace=False)] = True
+        train = train.subset(keep)
+    n_corrections = 0
+    if corrections is not None and len(corrections):
+        n_corrections = len(corrections)
+        train = Split.concat([train, embed_frame(cache, "corrections-topics-train", corrections)])
+    return TopicsData(train, list(TAXONOMY), n_corrections)
+
+
+def _oof_macro_f1(y: npt.NDArray[np.int8], scores: FloatArray) -> tuple[float, FloatArray]:
+    thresholds = best_thresholds(y, scores)
+    predicted = (scores >= thresholds).astype(np.int8)
+    return float(f1_score(y, predicted, average="macro", zero_division=0.0)), thresholds
+
+
+def fit_topics(
+    config: TopicsConfig, data: TopicsData, log: Log = _stderr
+) -> tuple[Any, dict[str, Any]]:
+    """Embedding topic head (C by cross-validation inside train), optionally pooled with the
+    char n-gram head (weight and thresholds from the same out-of-fold scores)."""
+    started = time.perf_counter()
+    labels = data.labels
+    y = topic_indicator(data.train.frame["topics"].tolist(), labels)
+    x = data.train.embeddings
+    by_c: dict[str, float] = {}
+    oof: dict[float, FloatArray] = {}
+    for c in config.C_grid:
+        head = EmbeddingTopicClassifier(C=c, cv=config.cv, random_state=config.seed)
+        oof[c] = head.out_of_fold_scores(x, y)
+        by_c[str(c)] = round(_oof_macro_f1(y, oof[c])[0], 4)
+        log(f"embedding topics C={c}: cv macro-F1 {by_c[str(c)]:.4f}")
+    best_c = max(config.C_grid, key=lambda c: by_c[str(c)])
+    cv_head, thresholds = _oof_macro_f1(y, oof[best_c])
+    head = EmbeddingTopicClassifier(C=best_c, cv=config.cv, random_state=config.seed).fit(
+        x, data.train.frame["topics"].tolist(), labels=labels, thresholds=thresholds
+    )
+    report: dict[str, Any] = {"embedding_head": {"C": best_c, "cv_macro_f1_by_C": by_c}}
+    model: Any = head
+    if config.ensemble:
+        texts = normalize_all(data.train.prepared)
+        text_by_c: dict[str, float] = {}
+        text_oof: dict[float, FloatArray] = {}
+        for c in config.tfidf_C_grid:
+            probe = TfidfTopicClassifier(C=c, cv=config.cv, random_state=config.seed)
+            text_oof[c] = probe._out_of_fold_scores(texts, y)
+            text_by_c[str(c)] = round(_oof_macro_f1(y, text_oof[c])[0], 4)
+            log(f"tfidf topics C={c}: cv macro-F1 {text_by_c[str(c)]:.4f}")
+        text_c = max(config.tfidf_C_grid, key=lambda c: text_by_c[str(c)])
+        by_weight: dict[str, float] = {}
+        best_weight, best_score, best_thresholds_ = 1.0, -1.0, thresholds
+        for weight in config.weight_grid:
+            pooled = weight * oof[best_c] + (1.0 - weight) * text_oof[text_c]
+            score, pooled_thresholds = _oof_macro_f1(y, pooled)
+            by_weight[str(weight)] = round(score, 4)
+            if score > best_score:
+                best_weight, best_score, best_thresholds_ = weight, score, pooled_thresholds
+        log(f"topics ensemble: weight {best_weight} cv macro-F1 {best_score:.4f} "
+            f"(embedding alone {cv_head:.4f})")
+        report["text_head"] = {"C": text_c, "cv_macro_f1_by_C": text_by_c}
+        report["ensemble"] = {"weight": best_weight, "cv_macro_f1_by_weight": by_weight}
+        if best_score > cv_head:
+            text_head = TfidfTopicClassifier(C=text_c, cv=config.cv, random_state=config.seed)
+            # its own thresholds are unused by the ensemble; tuned on its out-of-fold scores
+            text_head.fit(data.train.prepared, data.train.frame["topics"].tolist(), labels=labels)
+            model = EnsembleTopicClassifier(
+                head, text_head, best_weight, [float(t) for t in best_thresholds_]
+            )
+    report["cv_macro_f1"] = round(max(cv_head, report.get("ensemble", {}).get(
+        "cv_macro_f1_by_weight", {}).get(str(report.get("ensemble", {}).get("weight")), 0.0)), 4)
+    report["chosen"] = model.kind
+    report["train_rows"] = len(data.train)
+    report["corrections"] = data.corrections
+    report["fit_seconds"] = round(time.perf_counter() - started, 1)
+    return model, report
