@@ -135,7 +135,7 @@ def run_mode(
                                 "worker",
                                 "--hostname",
                                 f"bench-{i}@%h",
-                                "--torch-threads",
+                                "--encoder-threads",
                                 "1",
                             ],
                             cwd=REPO_ROOT,

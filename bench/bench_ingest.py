@@ -481,6 +481,33 @@ def stage_costs(batch_size: int) -> dict[str, float]:
     }
 
 
+def store_cost(kind: str, postgres_url: str | None, workdir: Path, batch_size: int) -> float:
+    """`ingest_batch` alone, redaction replaced by the identity: complaints/s (best of 3)."""
+    from unittest import mock
+
+    from models.text.redact import RedactionResult
+    from service.batches import service
+    from service.batches.parsing import parse_upload
+    from service.core.db import make_engine, make_session_factory
+
+    best = float("inf")
+    with database(kind, postgres_url, workdir) as url:
+        prepare(url, ["bench"])
+        engine = make_engine(url)
+        factory = make_session_factory(engine)
+        with mock.patch.object(service, "redact", lambda text: RedactionResult(text, ())):
+            for i in range(3):
+                upload = parse_upload(
+                    batch_body(batch_size, f"store-{i}", seed=i), "application/json"
+                )
+                with factory() as session:
+                    started = time.perf_counter()
+                    service.ingest_batch(session, tenant_id=1, upload=upload, source_format="json")
+                    best = min(best, time.perf_counter() - started)
+        engine.dispose()
+    return round(batch_size / best, 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--postgres-url", default=os.environ.get("SAWT_TEST_POSTGRES_URL"))
@@ -497,8 +524,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.batches, args.clients = 3, 2
     results: dict[str, Any] = {"stages": stage_costs(args.batch_size), "runs": []}
-    print(json.dumps({"stages": results["stages"]}), flush=True)
     with tempfile.TemporaryDirectory(prefix="sawt-bench-") as tmp:
+        for kind in args.databases.split(","):
+            results["stages"][f"store_only_{kind}_complaints_per_s"] = store_cost(
+                kind, args.postgres_url, Path(tmp), args.batch_size
+            )
+        print(json.dumps({"stages": results["stages"]}), flush=True)
         for kind in args.databases.split(","):
             for strategy in args.strategies.split(","):
                 counts = [int(p) for p in args.processes.split(",")] if strategy == "copy" else [1]

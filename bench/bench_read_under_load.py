@@ -250,7 +250,14 @@ def main(argv: list[str] | None = None) -> None:
                     log = (Path(tmp) / f"worker-{i}.log").open("wb")
                     workers.append(
                         subprocess.Popen(
-                            [*sawt, "worker", "--hostname", f"read-{i}@%h", "--torch-threads", "1"],
+                            [
+                                *sawt,
+                                "worker",
+                                "--hostname",
+                                f"read-{i}@%h",
+                                "--encoder-threads",
+                                "1",
+                            ],
                             cwd=REPO_ROOT,
                             env=env,
                             stdout=log,

@@ -2,10 +2,12 @@
 
 For each database: seed once (`bench.seed_rollups`: rollups, trend cube, and the complaints,
 analyses and topic rows behind them; reused on later runs), then time a mix of typical
-dashboard queries through the API in-process (FastAPI TestClient: routing, auth, validation,
-SQL, JSON, ETag; no network), each request without `If-None-Match` so every one does the full
-work. Same-run baseline: a few of the same questions answered by scanning complaints + analyses
-(+ topic rows), the way one would without rollups; their numbers are checked to be equal.
+dashboard queries with httpx (keep-alive) against the real app under uvicorn in its own process,
+as deployed: auth, validation, SQL, JSON, ETag; each request without `If-None-Match`, so every
+one does the full work. Besides wall-clock latency it reports the server's CPU time per request
+(from /proc), which does not depend on how busy the machine is. Same-run baseline: a few of the
+same questions answered by scanning complaints + analyses (+ topic rows), the way one would
+without rollups; their numbers are checked to be equal to the API's.
 
     python -m bench.bench_trends                      # SQLite, and PostgreSQL when
                                                       # SAWT_TEST_POSTGRES_URL is set
@@ -21,7 +23,10 @@ import argparse
 import json
 import os
 import random
+import socket
 import statistics
+import subprocess
+import sys
 import time
 import types
 from collections.abc import Iterator
@@ -31,7 +36,8 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
-from fastapi.testclient import TestClient
+import httpx
+import uvicorn
 from sqlalchemy import Date, case, cast, create_engine, func, select, text
 from sqlalchemy.orm import Session
 
@@ -102,9 +108,11 @@ def ensure_seeded(url: str, complaints: int) -> dict[str, Any]:
             info = {"seeded_now": True, **seed_rollups.seed(url, complaints=complaints)}
         if not cube_exists(engine):  # until the cube's migration lands
             TrendCube.__table__.create(engine)
-        with engine.connect() as connection:
-            cube_rows = connection.scalar(select(func.count()).select_from(TrendCube))
-        if info["seeded_now"] or not cube_rows:
+        with engine.connect() as connection:  # built, and with every grain?
+            month_rows = connection.scalar(
+                select(func.count()).select_from(TrendCube).where(TrendCube.level == "month:")
+            )
+        if info["seeded_now"] or not month_rows:
             started = time.perf_counter()
             with session_scope(make_session_factory(engine)) as session:
                 for tenant_id in _tenant_ids(session):
@@ -147,16 +155,56 @@ def make_keys(settings: Settings) -> dict[str, str]:
         engine.dispose()
 
 
-@contextmanager
-def api(settings: Settings) -> Iterator[TestClient]:
-    """The real app, minus the models: trends never call them."""
-    original = service.main.load_pipeline
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve(port: int) -> None:
+    """The real app under uvicorn, minus the models (trends never call them)."""
     service.main.load_pipeline = lambda *_: types.SimpleNamespace(model_version="bench")  # type: ignore[assignment]
+    app = service.main.create_app(Settings(), start_runner=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+@contextmanager
+def api(url: str) -> Iterator[tuple[httpx.Client, int]]:
+    """A uvicorn process serving `url`'s database; yields a client and the server's pid."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "SAWT_DATABASE_URL": url,
+        "SAWT_ENVIRONMENT": "test",
+        "SAWT_LOG_LEVEL": "WARNING",
+        "SAWT_AUTO_MIGRATE": "false",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.bench_trends", "--serve", str(port)], cwd=REPO, env=env
+    )
     try:
-        with TestClient(service.main.create_app(settings, start_runner=False)) as client:
-            yield client
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the bench server did not start")
+                time.sleep(0.2)
+            yield client, server.pid
     finally:
-        service.main.load_pipeline = original
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -175,7 +223,7 @@ def summarize(values: list[float]) -> dict[str, float]:
     }
 
 
-def timed_get(client: TestClient, key: str, params: dict[str, str]) -> tuple[float, Any]:
+def timed_get(client: httpx.Client, key: str, params: dict[str, str]) -> tuple[float, Any]:
     started = time.perf_counter()
     response = client.get("/v1/trends", params=params, headers={"Authorization": f"Bearer {key}"})
     elapsed = time.perf_counter() - started
@@ -247,7 +295,8 @@ def api_counts(
 
 
 BASELINES: list[tuple[str, dict[str, str], dict[str, Any]]] = [
-    ("month, all", {"granularity": "month", **YEAR}, {"granularity": Granularity.month, "group": None}),
+    ("month, all", {"granularity": "month", **YEAR},
+     {"granularity": Granularity.month, "group": None}),
     ("week by topic", {"granularity": "week", "group_by": "topic", **YEAR},
      {"granularity": Granularity.week, "group": "topic"}),
     ("month by topic, service=health", {"granularity": "month", "group_by": "topic",
@@ -269,10 +318,11 @@ def run_database(
     per_query: dict[str, list[float]] = {label: [] for label, _ in MIX}
     ad_hoc: dict[str, list[float]] = {label: [] for label, _ in AD_HOC}
     sources: dict[str, str] = {}
-    with api(settings) as client:
-        for label, params in MIX:  # warm-up: one of each (connections, caches)
+    with api(url) as (client, server_pid):
+        for _label, params in MIX:  # warm-up: one of each (connections, caches)
             timed_get(client, keys[tenants[0]], params)
         deadline = time.monotonic() + budget_s * 0.6
+        cpu_before = cpu_seconds(server_pid)
         rounds = 0
         while time.monotonic() < deadline and rounds < 60:
             order = MIX[:]
@@ -283,6 +333,8 @@ def run_database(
                 per_query[label].append(elapsed)
                 sources[label] = body["source"]
             rounds += 1
+        requests = sum(len(times) for times in per_query.values())
+        server_cpu_ms = (cpu_seconds(server_pid) - cpu_before) / requests * 1000
         analyst: list[float] = []
         for _ in range(10):
             elapsed, body = timed_get(
@@ -334,6 +386,8 @@ def run_database(
         "database": name,
         "setup": setup,
         "mix": summarize(everything),
+        "server_cpu_ms_per_request": round(server_cpu_ms, 2),
+        "load_average": os.getloadavg(),
         "per_query": {
             label: summarize(times) | {"source": sources[label]}
             for label, times in per_query.items()
@@ -347,6 +401,29 @@ def run_database(
     }
 
 
+def _line(label: str, stats: dict[str, Any], note: str = "") -> str:
+    return f"  {label:38s} p50 {stats['p50_ms']:7.2f}  p95 {stats['p95_ms']:7.2f}  {note}"
+
+
+def print_result(result: dict[str, Any]) -> None:
+    mix = result["mix"]
+    load = ", ".join(f"{x:.1f}" for x in result["load_average"])
+    print(f"\n{result['database']}: {mix['n']} requests, load average {load}")
+    print(_line("mix, wall clock (ms)", mix, f"p99 {mix['p99_ms']}"))
+    print(f"  server CPU per request, mean over the mix: {result['server_cpu_ms_per_request']} ms")
+    for label, stats in result["per_query"].items():
+        print(_line(label, stats, stats["source"]))
+    print(_line("analyst: month by tenant", result["analyst_month_by_tenant"]))
+    for label, stats in result["ad_hoc_two_dimensions"].items():
+        print(_line(f"ad hoc: {label}", stats, stats["source"]))
+    for line in result["baseline_scan"]:
+        print(
+            f"  scan baseline: {line['query']:30s} {line['scan_median_ms']:8.1f} ms vs "
+            f"{line['api_median_ms']:6.2f} ms (x{line['ratio']}), "
+            f"same numbers: {line['same_numbers']}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--complaints", type=int, default=1_000_000)
@@ -356,7 +433,11 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=120.0, help="measuring time per database")
     parser.add_argument("--only", choices=["sqlite", "postgres"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     results = []
     if args.only in (None, "sqlite"):
@@ -374,20 +455,7 @@ def main() -> None:
     report = {"complaints": args.complaints, "cpu_count": os.cpu_count(), "results": results}
     (OUT / "trends.json").write_text(json.dumps(report, indent=2))
     for result in results:
-        mix = result["mix"]
-        print(f"\n{result['database']}: mix of {mix['n']} requests  p50 {mix['p50_ms']} ms  "
-              f"p95 {mix['p95_ms']} ms  p99 {mix['p99_ms']} ms")  # fmt: skip
-        for label, stats in result["per_query"].items():
-            print(
-                f"  {label:36s} p50 {stats['p50_ms']:7.2f}  p95 {stats['p95_ms']:7.2f}  {stats['source']}"
-            )
-        for label, stats in result["ad_hoc_two_dimensions"].items():
-            print(
-                f"  ad hoc: {label:28s} p50 {stats['p50_ms']:7.2f}  p95 {stats['p95_ms']:7.2f}  {stats['source']}"
-            )
-        for line in result["baseline_scan"]:
-            print(f"  baseline scan  {line['query']:32s} {line['scan_median_ms']:9.1f} ms vs "
-                  f"{line['api_median_ms']:6.2f} ms  x{line['ratio']}  same numbers: {line['same_numbers']}")  # fmt: skip
+        print_result(result)
     print(f"\nwritten to {OUT / 'trends.json'}")
 
 

@@ -214,7 +214,7 @@ class LanguageIdentifier:
                     "ngrams",
                     TfidfVectorizer(
                         analyzer="char_wb",
-                        ngram_range=tuple(self.ngram_range),  # type: ignore[arg-type]
+                        ngram_range=tuple(self.ngram_range),
                         min_df=2,
                         max_features=self.max_features,
                         sublinear_tf=True,

@@ -5,18 +5,16 @@ normalize → redact → identify language → encode once → heads (sentiment,
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from models.custom_topics import TopicPrototype
 from models.registry import Registry
-from models.text.normalize import normalize
+from models.text.normalize import model_input
 from models.text.redact import redact
-
-PLACEHOLDER = re.compile(r"\[(?:EMAIL|PHONE|CIN|IBAN|CARD)\]|\bURL\b|@USER")
 
 
 class TextEncoder(Protocol):
@@ -59,11 +57,6 @@ class Analysis:
             "redactions": self.redactions,
             "model_version": self.model_version,
         }
-
-
-def model_input(redacted_text: str) -> str:
-    """What the models see: normalised text without redaction placeholders."""
-    return normalize(PLACEHOLDER.sub(" ", normalize(redacted_text))).strip()
 
 
 class AnalysisPipeline:
@@ -110,14 +103,28 @@ class AnalysisPipeline:
     def model_version(self) -> str:
         return ";".join(f"{task}={version}" for task, version in sorted(self.versions.items()))
 
-    def _head_inputs(self, model: Any, texts: list[str], embeddings: np.ndarray | None) -> Any:
-        if getattr(model, "input_kind", "text") == "embedding":
-            if embeddings is None:
-                raise RuntimeError(f"{type(model).__name__} needs the encoder, which is not loaded")
-            return embeddings
-        return texts
+    def needs_encoder(self) -> bool:
+        return any(
+            getattr(model, "input_kind", "text") != "text"
+            for model in (self.sentiment_model, self.topic_model)
+        )
 
-    def analyze(self, texts: Sequence[str]) -> list[Analysis]:
+    def _head_inputs(self, model: Any, texts: list[str], embeddings: np.ndarray | None) -> Any:
+        """Heads declare what they read: `text`, `embedding`, or both (`embedding+text`)."""
+        kind = getattr(model, "input_kind", "text")
+        if kind == "text":
+            return texts
+        if embeddings is None:
+            raise RuntimeError(
+                f"{type(model).__name__} reads encoder embeddings, but no encoder is loaded: "
+                "run `make models`"
+            )
+        return embeddings if kind == "embedding" else (embeddings, texts)
+
+    def analyze(
+        self, texts: Sequence[str], *, custom_topics: Sequence[TopicPrototype] = ()
+    ) -> list[Analysis]:
+        """`custom_topics`: a tenant's own topics, scored on the same embeddings."""
         if not texts:
             return []
         redacted = [redact(text) for text in texts]
@@ -136,6 +143,14 @@ class AnalysisPipeline:
         thresholds = np.asarray(
             getattr(self.topic_model, "thresholds_", [0.5] * len(topic_labels)), dtype=float
         )
+
+        custom_labels = [t.id for t in custom_topics] if embeddings is not None else []
+        if custom_labels:
+            assert embeddings is not None
+            custom_proba = np.column_stack([t.scores(embeddings) for t in custom_topics])
+            topic_proba = np.hstack([np.asarray(topic_proba, dtype=float), custom_proba])
+            topic_labels += custom_labels
+            thresholds = np.concatenate([thresholds, np.full(len(custom_labels), 0.5)])
 
         version = self.model_version
         results = []

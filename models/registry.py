@@ -65,7 +65,7 @@ _M = TypeVar("_M", bound=type)
 def _import_model_kinds() -> None:
     """The shipped model classes register themselves when their modules are imported."""
     import models.heads
-    import models.language  # noqa: F401
+    import models.language
 
     for module in pkgutil.iter_modules(models.heads.__path__, "models.heads."):
         importlib.import_module(module.name)
@@ -124,6 +124,7 @@ def library_versions() -> dict[str, str]:
 
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; artifacts are read by other users (containers)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, ensure_ascii=False, indent=2, default=str)

@@ -71,8 +71,8 @@ def worker(
         str, typer.Option(help="solo (recommended: chunks run in this process) | threads | prefork")
     ] = "solo",
     concurrency: Annotated[int, typer.Option(min=1, help="Threads/processes (not solo)")] = 1,
-    torch_threads: Annotated[
-        int, typer.Option(min=0, help="Intra-op threads for torch (0: library default)")
+    encoder_threads: Annotated[
+        int, typer.Option(min=0, help="Encoder threads (0: SAWT_ENCODER_THREADS or all cores)")
     ] = 0,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve this worker's Prometheus metrics on this port")
@@ -91,7 +91,7 @@ def worker(
         app=make_celery(settings),
         pool=pool,
         concurrency=concurrency,
-        torch_threads=torch_threads,
+        threads=encoder_threads,
         metrics_port=metrics_port,
         hostname=hostname,
     )

@@ -25,6 +25,7 @@ from service.dashboard.router import router as dashboard_router
 from service.ops.metrics import router as metrics_router
 from service.ops.router import router as ops_router
 from service.reports.router import router as reports_router
+from service.topics.router import router as topics_router
 from service.trends.router import router as trends_router
 
 log = logging.getLogger("sawt")
@@ -96,7 +97,7 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True) -
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PATCH"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
         )
 
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True) -
         complaint_list_router,
         complaints_router,
         analysis_router,
+        topics_router,
         trends_router,
         alerts_router,
         reports_router,

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 EncoderVariant = Literal["int8", "fp32", "torch"]
+Balance = Literal["none", "corpus", "corpus_script_class"]
 
 
 class _Config(BaseModel):
@@ -38,8 +39,15 @@ class SentimentConfig(_Config):
     C_grid: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0])
     hidden: list[int] = Field(default_factory=lambda: [256], description="MLP layer sizes")
     mlp_alpha_grid: list[float] = Field(default_factory=lambda: [1e-3, 1e-2])
-    balance_corpora: bool = Field(
-        True, description="weight rows so each corpus counts equally (the primary metric does)"
+    balance: Balance = Field(
+        "corpus_script_class",
+        description="row weights: `corpus` makes each corpus count equally (as the primary "
+        "metric does); `corpus_script_class` also equalises the classes within each corpus x "
+        "script group, so that no corpus's label prior (Latin-script afrisenti is 52% neutral) "
+        "is learnt as a property of a script; `none`: class-balanced only",
+    )
+    seed_sentiment: bool = Field(
+        True, description="also train on the seed set's train split (in-domain complaints)"
     )
     transliteration_augment: bool = Field(
         False, description="add Arabizi transliterations of Arabic-script Darija train rows"

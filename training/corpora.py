@@ -353,7 +353,9 @@ def load_corpus(
     root = _root(data_dir)
     folder = root / name
     if not folder.is_dir():
-        raise CorpusError(f"corpus folder {folder} not found; set SAWT_DATA_DIR to the corpora root")
+        raise CorpusError(
+            f"corpus folder {folder} not found; set SAWT_DATA_DIR to the corpora root"
+        )
     if verify:
         verify_checksums(name, root)
     data = _READERS[name](folder)

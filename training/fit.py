@@ -41,13 +41,14 @@ from models.heads.tfidf import (
     normalize_all,
 )
 from models.language import dominant_script
-from models.pipeline import model_input
+from models.text.normalize import model_input
 from models.text.redact import redact
 from training.config import SentimentConfig, TopicsConfig
-from training.corpora import CORPORA
+from training.corpora import CORPORA, load_seed_topics
 
 CACHE_SUBDIR = "embeddings"
 CORRECTIONS_SOURCE = "corrections"
+SEED_SOURCE = "seed_topics"
 
 
 class TextEncoder(Protocol):
@@ -284,6 +285,7 @@ def load_sentiment_data(
     *,
     frames: dict[str, pd.DataFrame] | None = None,
     corrections: pd.DataFrame | None = None,
+    seed_frame: pd.DataFrame | None = None,
     data_dir: Path | None = None,
 ) -> SentimentData:
     """Train and dev splits of the configured corpora (+ corrections, + augmentation), embedded."""
@@ -300,6 +302,13 @@ def load_sentiment_data(
         frame = frames[name]
         trains.append(embed_frame(cache, f"{name}-train", frame[frame["split"] == "train"]))
         devs.append(embed_frame(cache, f"{name}-dev", frame[frame["split"] == "dev"]))
+    if config.seed_sentiment:
+        seed = seed_frame if seed_frame is not None else load_seed_topics()
+        if len(seed):
+            everything = embed_frame(cache, "seed_topics-all", seed)
+            rows = everything.subset((everything.frame["split"] == "train").to_numpy())
+            rows.frame = rows.frame.assign(label=rows.frame["sentiment"], source=SEED_SOURCE)
+            trains.append(rows)
     train = Split.concat(trains)
     if config.max_train_rows is not None and len(train) > config.max_train_rows:
         rng = np.random.default_rng(config.seed)
@@ -322,17 +331,36 @@ def load_sentiment_data(
     return SentimentData(train, Split.concat(devs), n_corrections, augmented)
 
 
-def row_weights(frame: pd.DataFrame, balance: bool, corrections_weight: float) -> np.ndarray:
-    """Per-row weights: each source counts equally when `balance`; corrections get a boost."""
-    sources = frame["source"].astype(str).str.replace("+arabizi", "", regex=False)
+def row_weights(frame: pd.DataFrame, balance: str, corrections_weight: float) -> np.ndarray:
+    """Per-row training weights (mean 1 over corpus rows); corrections get their own weight
+    and the seed set's rows weigh 1 each (a few hundred synthetic rows must not weigh a corpus).
+
+    ``corpus``: each source corpus weighs the same in total. ``corpus_script_class``: within
+    each corpus, each script group weighs in proportion to its size and each class the same
+    inside a group. ``none``: uniform (the heads then balance classes globally).
+    """
+    sources = frame["source"].astype(str).str.replace("+arabizi", "", regex=False).to_numpy()
+    corpus_rows = ~np.isin(sources, [CORRECTIONS_SOURCE, SEED_SOURCE])
     weights = np.ones(len(frame))
-    if balance:
-        counts = sources.value_counts()
-        corpora = [s for s in counts.index if s != CORRECTIONS_SOURCE]
-        total = sum(int(counts[s]) for s in corpora)
-        for source in corpora:
-            weights[(sources == source).to_numpy()] = total / (len(corpora) * counts[source])
-    weights[(sources == CORRECTIONS_SOURCE).to_numpy()] = corrections_weight
+    if balance != "none":
+        names = sorted(set(sources[corpus_rows]))
+        total = int(corpus_rows.sum())
+        for name in names:
+            in_source = sources == name
+            share = total / len(names)  # total weight of this corpus
+            if balance == "corpus":
+                weights[in_source] = share / in_source.sum()
+                continue
+            scripts = frame["script"].to_numpy()
+            labels = frame["label"].astype(str).to_numpy()
+            for script in sorted(set(scripts[in_source])):
+                in_group = in_source & (scripts == script)
+                group_share = share * in_group.sum() / in_source.sum()
+                classes = sorted(set(labels[in_group]))
+                for label in classes:
+                    cell = in_group & (labels == label)
+                    weights[cell] = group_share / (len(classes) * cell.sum())
+    weights[sources == CORRECTIONS_SOURCE] = corrections_weight
     return weights
 
 
@@ -367,7 +395,8 @@ def fit_embedding_sentiment(
     config: SentimentConfig, data: SentimentData, log: Log = _stderr
 ) -> tuple[EmbeddingSentimentClassifier, dict[str, Any]]:
     """The embedding head, its hyper-parameter chosen on dev (mean per-corpus macro-F1)."""
-    weights = row_weights(data.train.frame, config.balance_corpora, config.corrections_weight)
+    weights = row_weights(data.train.frame, config.balance, config.corrections_weight)
+    class_weight = None if config.balance == "corpus_script_class" else "balanced"
     labels = data.train.frame["label"].tolist()
     candidates: list[dict[str, Any]] = (
         [{"C": c} for c in config.C_grid]
@@ -378,7 +407,9 @@ def fit_embedding_sentiment(
     best: tuple[float, EmbeddingSentimentClassifier | None, dict[str, Any]] = (-1.0, None, {})
     for params in candidates:
         started = time.perf_counter()
-        head = EmbeddingSentimentClassifier(random_state=config.seed, **params).fit(
+        head = EmbeddingSentimentClassifier(
+            random_state=config.seed, class_weight=class_weight, **params
+        ).fit(
             data.train.embeddings, labels, sample_weight=weights
         )
         scores = per_corpus_macro_f1(data.dev.frame, head.predict(data.dev.embeddings))
@@ -412,11 +443,13 @@ def fit_tfidf_sentiment(
     matrix = features.fit_transform(normalize_all(data.train.prepared))
     dev_matrix = features.transform(normalize_all(data.dev.prepared))
     labels = data.train.frame["label"].tolist()
+    weights = row_weights(data.train.frame, config.balance, config.corrections_weight)
+    class_weight = None if config.balance == "corpus_script_class" else "balanced"
     by_c: dict[str, dict[str, float]] = {}
     fitted: dict[float, LogisticRegression] = {}
     for c in config.tfidf_C_grid:
-        classifier = LogisticRegression(C=c, class_weight="balanced", max_iter=probe.max_iter)
-        fitted[c] = classifier.fit(matrix, labels)
+        classifier = LogisticRegression(C=c, class_weight=class_weight, max_iter=probe.max_iter)
+        fitted[c] = classifier.fit(matrix, labels, sample_weight=weights)
         by_c[str(c)] = per_corpus_macro_f1(data.dev.frame, classifier.predict(dev_matrix))
     best_c = max(config.tfidf_C_grid, key=lambda c: by_c[str(c)]["mean"])
     model = TfidfSentimentClassifier(C=best_c).fit_features(

@@ -36,7 +36,9 @@ def labelled_rows(split: str, data_dir: Path | None = None) -> pd.DataFrame:
     umsab = load_corpus("umsab_xlm_t", data_dir)
     arsarcasm = load_corpus("arsarcasm_v2", data_dir)
     arsarcasm = arsarcasm[arsarcasm["language"] == "ar"]
-    frames = [frame[frame["split"] == split][COLUMNS] for frame in (mac, afrisenti, umsab, arsarcasm)]
+    frames = [
+        frame[frame["split"] == split][COLUMNS] for frame in (mac, afrisenti, umsab, arsarcasm)
+    ]
     seed = load_seed_topics()
     if split == "train" and len(seed):
         # Project-authored complaints: the only in-domain text (the seed test split stays out).
@@ -65,8 +67,14 @@ def scores(truth: pd.Series, predicted: np.ndarray) -> dict[str, Any]:
     return {
         "n": len(truth),
         "accuracy": round(float(np.mean(truth.to_numpy() == predicted)), 4),
-        "macro_f1": round(float(f1_score(truth, predicted, labels=sorted(set(truth)),
-                                         average="macro", zero_division=0.0)), 4),
+        "macro_f1": round(
+            float(
+                f1_score(
+                    truth, predicted, labels=sorted(set(truth)), average="macro", zero_division=0.0
+                )
+            ),
+            4,
+        ),
         "per_class": {
             label: {
                 "precision": round(report[label]["precision"], 4),
@@ -116,13 +124,24 @@ def model_card(metrics: dict[str, Any], training_data: list[dict[str, Any]]) -> 
         [lang, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"])]
         for lang, v in pooled["per_class"].items()
     ]
-    per_set = [
-        [name, str(v["n"]), f"{v['accuracy']:.3f}", f"{v['macro_f1']:.3f}", f"{v['mixed_share']:.3f}"]
-        for name, v in metrics["test"]["sets"].items()
-    ]
+    per_set = []
+    for name, v in metrics["test"]["sets"].items():
+        gold = [lang for lang, c in v["per_class"].items() if c["support"]]
+        cells = []
+        for lang in gold:
+            scores_ = v["per_class"][lang]
+            precision = f"P {scores_['precision']:.3f} " if len(gold) > 1 else ""
+            cells.append(f"{lang} {precision}R {scores_['recall']:.3f}")
+        detail = "; ".join(cells)
+        per_set.append(
+            [name, str(v["n"]), f"{v['accuracy']:.3f}", detail, f"{v['mixed_share']:.3f}"]
+        )
     corpora = [
         [d["corpus"], d["licence"], ", ".join(d["splits"]), str(d["rows"])] for d in training_data
     ]
+    p = metrics["params"]
+    dev_by_c = metrics["dev_macro_f1_by_C"]
+    train_s, select_s = metrics["train_seconds"], metrics["selection_seconds"]
     return f"""# Language identifier (`langid-charlr`)
 
 Identifies `ar` (MSA), `ary` (Darija, Arabic script), `ary-Latn` (Darija, Latin script), `fr`,
@@ -130,23 +149,27 @@ Identifies `ar` (MSA), `ary` (Darija, Arabic script), `ary-Latn` (Darija, Latin 
 
 ## How it decides
 1. Rules: the script with most letters (URLs, handles, emoji ignored). Tifinagh -> `zgh`;
-   fewer than {metrics['params']['min_letters']} letters or another script -> `und`.
+   fewer than {p["min_letters"]} letters or another script -> `und`.
 2. A char_wb 1-4-gram TF-IDF + class-balanced logistic regression per script: Arabic script
    chooses `ar`/`ary`, Latin script `fr`/`en`/`ary-Latn`.
-3. Mix: the text is cut at script changes and clause punctuation (long runs in windows of
-   {metrics['params']['window']} words); each part with >= {metrics['params']['min_segment_letters']}
-   letters classified with probability >= {metrics['params']['mix_min_confidence']} counts; languages
-   holding >= {metrics['params']['mix_min_share']:.0%} of those letters form `mix`.
+3. Mix: the text is cut at script changes and clause punctuation, long runs in windows of
+   {p["window"]} words. A part counts when it has >= {p["min_segment_letters"]} letters and its
+   language probability is >= {p["mix_min_confidence"]} (>= {p["mix_same_script_confidence"]}
+   in the text's main script). Languages holding >= {p["mix_min_share"]:.0%} of the counted
+   letters form `mix`.
 
-`C` = {metrics['params']['C']} chosen on dev splits (dev macro-F1 per C: {metrics['dev_macro_f1_by_C']}).
+`C` = {p["C"]} chosen on dev splits (dev macro-F1 per C: {dev_by_c}).
 
-## Held-out results (test splits; pooled macro-F1 {pooled['macro_f1']:.3f}, accuracy {pooled['accuracy']:.3f})
+## Held-out results (test splits)
+
+Pooled macro-F1 {pooled["macro_f1"]:.3f}, accuracy {pooled["accuracy"]:.3f}.
 
 {_table(per_class, ["language", "precision", "recall", "F1", "support"])}
 
-Per evaluation set (`mixed share` = texts reported as code-switched):
+Per evaluation set (P/R = precision/recall; precision is only shown where the set has more
+than one gold language; `mixed share` = texts reported as code-switched):
 
-{_table(per_set, ["set", "n", "accuracy", "macro-F1", "mixed share"])}
+{_table(per_set, ["set", "n", "accuracy", "per gold language", "mixed share"])}
 
 Read with care: gold languages are corpus-level tags where the corpus has no per-row variety.
 AfriSenti's Arabic-script rows are all tagged `ary`, yet many are MSA or other dialects, so `ary`
@@ -158,7 +181,7 @@ trained on (English, out of domain). No Tifinagh test data exists: `zgh` is a ru
 
 {_table(corpora, ["corpus", "licence / terms", "splits", "rows"])}
 
-Training time {metrics['train_seconds']:.0f} s (selection {metrics['selection_seconds']:.0f} s) on 2 CPU cores.
+Training time {train_s:.0f} s (selection {select_s:.0f} s) on 2 CPU cores.
 """
 
 

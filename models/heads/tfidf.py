@@ -8,7 +8,6 @@ evaluated is what is served.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -25,7 +24,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion
 
 from models.registry import register_model_kind
-from models.text.normalize import normalize
+from models.text.normalize import model_input
 
 MODEL_FILE = "model.joblib"
 # Words plus single non-space symbols, so emoji and "!" become word features too.
@@ -69,18 +68,9 @@ def build_features(
     )
 
 
-# Redaction and URL/handle placeholders, removed exactly as `models.pipeline.model_input` does,
-# so the heads train on what they will be served.
-_PLACEHOLDER = re.compile(r"\[(?:EMAIL|PHONE|CIN|IBAN|CARD)\]|\bURL\b|@USER")
-
-
-def prepare(text: str) -> str:
-    """Model input: normalised, placeholders dropped (idempotent on pipeline input)."""
-    return normalize(_PLACEHOLDER.sub(" ", normalize(text)))
-
-
 def normalize_all(texts: Iterable[str]) -> list[str]:
-    return [prepare(text) for text in texts]
+    """The heads train on exactly what they are served (see `model_input`)."""
+    return [model_input(text) for text in texts]
 
 
 def _shrink(features: FeatureUnion) -> None:
@@ -213,8 +203,10 @@ class TfidfSentimentClassifier(_TfidfHead):
         self.calibrator_: CalibratedClassifierCV | None = None
         held_out = calibration_texts is not None and calibration_labels is not None
         if classifier is not None and self.calibrate and not held_out:
-            raise ValueError("a prefitted classifier is calibrated on held-out data only: "
-                             "pass calibration_texts and calibration_labels")
+            raise ValueError(
+                "a prefitted classifier is calibrated on held-out data only: "
+                "pass calibration_texts and calibration_labels"
+            )
         if classifier is not None:
             _to_float32(classifier)
         elif self.calibrate and not held_out:
@@ -370,6 +362,10 @@ class TfidfTopicClassifier(_TfidfHead):
                 max_iter=self.max_iter,
             )
         ).fit(matrix, y)
+        for estimator in classifier.estimators_:
+            if isinstance(estimator, LogisticRegression):
+                _to_float32(estimator)
+        _shrink(features)
         return features, classifier
 
     def fit(
@@ -382,11 +378,17 @@ class TfidfTopicClassifier(_TfidfHead):
         dev_topics: Sequence[Sequence[str]] | None = None,
     ) -> Self:
         """``topics``: the topic ids of each text; ``labels`` fixes the column order."""
-        self.labels_ = list(labels) if labels is not None else sorted({t for ts in topics for t in ts})
+        self.labels_ = (
+            list(labels) if labels is not None else sorted({t for ts in topics for t in ts})
+        )
         y = self._indicator(topics, self.labels_)
-        missing = [label for label, count in zip(self.labels_, y.sum(axis=0), strict=True) if not count]
+        missing = [
+            label for label, count in zip(self.labels_, y.sum(axis=0), strict=True) if not count
+        ]
         if missing:
-            raise ValueError(f"no training example for topic(s) {missing}; add examples or drop them")
+            raise ValueError(
+                f"no training example for topic(s) {missing}; add examples or drop them"
+            )
         normalized = normalize_all(texts)
         if dev_texts is not None and dev_topics is not None:
             self.features_, self.classifier_ = self._fit_matrix(normalized, y)
@@ -396,10 +398,6 @@ class TfidfTopicClassifier(_TfidfHead):
         else:
             self.thresholds_ = best_thresholds(y, self._out_of_fold_scores(normalized, y))
             self.features_, self.classifier_ = self._fit_matrix(normalized, y)
-        for estimator in self.classifier_.estimators_:
-            if isinstance(estimator, LogisticRegression):
-                _to_float32(estimator)
-        _shrink(self.features_)
         return self
 
     def _out_of_fold_scores(self, texts: list[str], y: np.ndarray) -> np.ndarray:

@@ -115,3 +115,13 @@ def normalize(text: str) -> str:
     text = _HANDLE.sub(" @USER ", text)
     text = _ELONGATION.sub(r"\1\1", text)
     return _SPACES.sub(" ", text).strip()
+
+
+_PLACEHOLDER = re.compile(r"\[(?:EMAIL|PHONE|CIN|IBAN|CARD)\]|\bURL\b|@USER")
+
+
+def model_input(text: str) -> str:
+    """What every model sees: normalised text without redaction/URL/handle placeholders.
+
+    Idempotent, so training (raw corpus text) and serving (redacted text) agree."""
+    return normalize(_PLACEHOLDER.sub(" ", normalize(text))).strip()

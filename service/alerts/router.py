@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query, Request, Response
 from service.alerts.schemas import AlertsResponse
 from service.alerts.service import AlertOptions, compute_alerts, samples_by_id
 from service.alerts.themes import new_theme_alerts, themes_path
-from service.api.deps import SessionDep, SettingsDep
+from service.api.deps import PrincipalDep, SessionDep, SettingsDep
+from service.tenants.models import Role
 from service.trends.router import READ_ERRORS, FiltersDep, cached_json, invalid
 from service.trends.schemas import Granularity
 
@@ -36,7 +37,8 @@ router = APIRouter(prefix="/v1", tags=["alerts"])
 )
 def get_alerts(
     request: Request,
-    resolved: FiltersDep,
+    principal: PrincipalDep,
+    params: FiltersDep,
     session: SessionDep,
     settings: SettingsDep,
     granularity: Annotated[Granularity, Query(description="day, week or month")] = (
@@ -56,6 +58,7 @@ def get_alerts(
         float, Query(ge=0, le=1, description="Smallest rise in share negative worth testing")
     ] = 0.05,
 ) -> Response:
+    resolved = params.resolve(session, principal)
     f = resolved.filters
     if f.date_from is not None or f.date_to is not None:
         raise invalid("from", "alerts test one period against its history: use `period`")
@@ -73,6 +76,7 @@ def get_alerts(
         session,
         path=themes_path(settings),
         tenant_names=tenants,
+        tenant_bound=principal.role in (Role.ministry, Role.dashboard),
         granularity=granularity,
         fallback_period=tested,
         sample_loader=samples_by_id,

@@ -38,6 +38,10 @@ class Evidence(BaseModel):
     history_negative: int
     samples: list[SampleComplaint] = Field(description="Up to 5 complaints behind the alert")
     keywords: list[str] = Field(default_factory=list, description="new_theme: its top words")
+    theme_id: str | None = Field(default=None, description="new_theme: discovery's theme id")
+    suggested_topic: str | None = Field(
+        default=None, description="new_theme: the nearest taxonomy topic, or 'new'"
+    )
 
 
 class Alert(BaseModel):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from service.alerts.schemas import (
@@ -96,15 +96,20 @@ def load_samples(
 
 
 def samples_by_id(
-    session: Session, complaint_ids: Sequence[int], tenant_ids: Sequence[int]
+    session: Session, ids: Sequence[str], tenant_ids: Sequence[int]
 ) -> list[SampleComplaint]:
-    """Complaints named by a discovery theme, re-read here so only redacted text in scope shows."""
-    if not complaint_ids:
+    """Complaints named by a discovery theme (by id or external id), re-read from the database
+    so that only redacted text from the caller's tenants is shown."""
+    if not ids or not tenant_ids:
         return []
+    numeric = [int(i) for i in ids if i.isdigit()]
     query = (
         select(Complaint, Analysis)
         .outerjoin(Analysis, Analysis.complaint_id == Complaint.id)
-        .where(Complaint.id.in_(complaint_ids), Complaint.tenant_id.in_(tenant_ids))
+        .where(
+            or_(Complaint.id.in_(numeric), Complaint.external_id.in_(list(ids))),
+            Complaint.tenant_id.in_(tenant_ids),
+        )
         .order_by(Complaint.id)
         .limit(5)
     )
@@ -152,7 +157,9 @@ def compute_alerts(
     """Test every topic of every tenant in scope; returns the answer, the tenants tested (for
     the new-theme hook) and the period tested."""
     g = options.granularity
-    tenants: dict[int, str] = {i: name for i, name in session.execute(select(Tenant.id, Tenant.name))}
+    tenants: dict[int, str] = {
+        i: name for i, name in session.execute(select(Tenant.id, Tenant.name))
+    }
     if filters.tenant_ids is not None:
         tenants = {i: n for i, n in tenants.items() if i in filters.tenant_ids}
     ids_by_name = {name: i for i, name in tenants.items()}

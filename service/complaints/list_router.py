@@ -68,7 +68,7 @@ def _item(row: ListedComplaint, *, show_external_id: bool) -> ComplaintListItem:
 def list_complaints_route(
     request: Request,
     principal: PrincipalDep,
-    resolved: FiltersDep,
+    params: FiltersDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200, description="Page size")] = 50,
     cursor: Annotated[
@@ -79,6 +79,7 @@ def list_complaints_route(
         after = Cursor.decode(cursor) if cursor else None
     except BadCursor as exc:
         raise invalid("cursor", str(exc), cursor) from exc
+    resolved = params.resolve(session, principal)
     rows, next_cursor = list_complaints(session, filters=resolved.filters, limit=limit, after=after)
     show = principal.role != Role.dashboard
     page = ComplaintPage(

@@ -25,6 +25,13 @@ class JobRunnerKind(StrEnum):
     celery = "celery"
 
 
+class EncoderBackend(StrEnum):
+    onnx_int8 = "onnx-int8"
+    onnx_fp32 = "onnx-fp32"
+    torch = "torch"
+    none = "none"
+
+
 class Settings(BaseSettings):
     """Embedded defaults (SQLite file, in-process worker, shipped models) need no variable set."""
 
@@ -43,6 +50,11 @@ class Settings(BaseSettings):
         default=None, description="Model registry root; default: the shipped models/artifacts"
     )
     cache_dir: Path = Field(default=REPO_ROOT / ".cache", description="Rebuilt encoder lives here")
+    encoder: EncoderBackend = Field(
+        default=EncoderBackend.onnx_int8,
+        description="Serving backend of the multilingual encoder; `none` stores no embeddings",
+    )
+    encoder_threads: int | None = Field(default=None, ge=1, description="Default: all cores")
     job_runner: JobRunnerKind = JobRunnerKind.inprocess
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend_url: str | None = Field(

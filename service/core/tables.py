@@ -4,6 +4,7 @@ from service.batches.models import Batch, BatchItem
 from service.complaints.models import Analysis, AnalysisTopic, Complaint, LabelCorrection
 from service.core.db import Base
 from service.tenants.models import ApiKey, Tenant
+from service.topics.models import CustomTopic
 from service.trends.models import Rollup
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "Batch",
     "BatchItem",
     "Complaint",
+    "CustomTopic",
     "LabelCorrection",
     "Rollup",
     "Tenant",

@@ -14,10 +14,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.pipeline import Analysis as PipelineAnalysis
+from models.custom_topics import TopicPrototype
 from models.pipeline import AnalysisPipeline
 from service.batches.models import Batch, BatchStatus
 from service.complaints.models import Analysis, AnalysisTopic, Complaint, ComplaintStatus
 from service.core.db import session_scope, utcnow
+from service.topics.service import prototypes
 from service.trends.rollups import apply_rollups
 
 log = logging.getLogger(__name__)
@@ -47,20 +49,29 @@ def _analysis_row(complaint: Complaint, result: PipelineAnalysis) -> dict[str, o
 
 
 def _analyse_isolating_failures(
-    pipeline: AnalysisPipeline, texts: Sequence[str]
+    pipeline: AnalysisPipeline, texts: Sequence[str], custom_topics: Sequence[TopicPrototype]
 ) -> list[PipelineAnalysis | Exception]:
     """One bad text must not fail its chunk: on error, retry the chunk one text at a time."""
     try:
-        return list(pipeline.analyze(texts))
+        return list(pipeline.analyze(texts, custom_topics=custom_topics))
     except Exception:
         log.exception("chunk analysis failed; retrying text by text")
     results: list[PipelineAnalysis | Exception] = []
     for text in texts:
         try:
-            results.append(pipeline.analyze([text])[0])
+            results.append(pipeline.analyze([text], custom_topics=custom_topics)[0])
         except Exception as exc:
             results.append(exc)
     return results
+
+
+def tenant_prototypes(
+    session: Session, pipeline: AnalysisPipeline, tenant_ids: set[int]
+) -> list[TopicPrototype]:
+    """A chunk belongs to one batch, hence one tenant: its own topics are scored too."""
+    if len(tenant_ids) != 1 or pipeline.encoder is None:
+        return []
+    return prototypes(session, tenant_id=tenant_ids.pop(), encoder_version=pipeline.encoder.version)
 
 
 def process_complaints(
@@ -72,7 +83,8 @@ def process_complaints(
     rows and the rollups all happen in the caller's transaction: a crash leaves nothing half done,
     and a chunk delivered twice is analysed once.
     """
-    results = _analyse_isolating_failures(pipeline, [c.text for c in complaints])
+    custom_topics = tenant_prototypes(session, pipeline, {c.tenant_id for c in complaints})
+    results = _analyse_isolating_failures(pipeline, [c.text for c in complaints], custom_topics)
     succeeded = {
         c.id: r for c, r in zip(complaints, results, strict=True) if not isinstance(r, Exception)
     }

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 from typing import Any
@@ -254,31 +253,31 @@ def run_worker(
     app: SawtCelery,
     pool: str = "solo",
     concurrency: int = 1,
-    torch_threads: int = 0,
+    threads: int = 0,
     metrics_port: int | None = None,
     hostname: str | None = None,
 ) -> int:
     """Start one worker process and block until it stops; returns its exit code.
 
     `solo` (the default) runs chunks one at a time in this very process: the models are loaded
-    here, before the worker starts consuming, and no process is ever forked after torch started
-    its thread pools (a forked child can hang on locks those threads held). Scale by running
-    more `sawt worker` processes (one per core, or per `torch_threads` cores).
+    here, before the worker starts consuming, and no process is ever forked after the encoder
+    runtime (ONNX Runtime or torch) started its thread pools (a forked child can hang on locks
+    those threads held). Scale by running more `sawt worker` processes: one per core with
+    `threads=1`, or fewer with more threads each.
     """
     # One "received" and one "succeeded" line per chunk, with its id list: our "chunk done"
     # line says it better. Failures are still logged (at ERROR).
     for noisy in ("celery.worker.strategy", "celery.app.trace"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if torch_threads > 0:
-        os.environ.setdefault("OMP_NUM_THREADS", str(torch_threads))
-        os.environ.setdefault("MKL_NUM_THREADS", str(torch_threads))
+    if threads > 0:
+        # Before any runtime starts: OpenMP/MKL read these once; the encoder takes the setting.
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        os.environ.setdefault("MKL_NUM_THREADS", str(threads))
+        settings = settings.model_copy(update={"encoder_threads": threads})
+        app.settings = settings
     if pool in ("solo", "threads"):
         pipeline = resources(app).pipeline()  # fail fast, and not inside the first chunk
         log.info("worker ready with %s", pipeline.model_version)
-    if torch_threads > 0 and "torch" in sys.modules:
-        import torch
-
-        torch.set_num_threads(torch_threads)
     if metrics_port is not None:
         from prometheus_client import start_http_server
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from service.api.deps import SessionDep
+from service.api.deps import PrincipalDep, SessionDep
 from service.dashboard.i18n import DEFAULT_LANG, Lang
 from service.dashboard.security import page_headers, report_csp
 from service.reports.schemas import SummaryReport
@@ -78,7 +78,8 @@ def render_html(report: SummaryReport) -> HTMLResponse:
 )
 def summary_report(
     request: Request,
-    resolved: FiltersDep,
+    principal: PrincipalDep,
+    params: FiltersDep,
     session: SessionDep,
     period: Annotated[
         str | None,
@@ -92,6 +93,7 @@ def summary_report(
         Query(description="Overrides the Accept header"),
     ] = None,
 ) -> Response:
+    resolved = params.resolve(session, principal)
     f = resolved.filters
     if f.date_from is not None or f.date_to is not None:
         raise invalid("from", "a report covers one `period` (YYYY-MM or YYYY-Www)")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.orm import Session
 
 from service.api.deps import PrincipalDep, SessionDep, tenant_scope
 from service.tenants.models import Role, Tenant
@@ -81,7 +82,7 @@ class ResolvedFilters:
 
 
 def resolve_tenant(
-    session: SessionDep, principal: Principal, tenant: str | None
+    session: Session, principal: Principal, tenant: str | None
 ) -> tuple[tuple[int, ...] | None, str | None]:
     """Ministry and dashboard keys read their own tenant; analysts and admins any (or all)."""
     scope = tenant_scope(principal)
@@ -107,9 +108,19 @@ def resolve_tenant(
     return (found.id,), found.name
 
 
-def trend_filters(
-    principal: PrincipalDep,
-    session: SessionDep,
+@dataclass(frozen=True)
+class FilterParams:
+    """Parsed query parameters; `resolve` adds the tenants the caller may read."""
+
+    tenant: str | None
+    filters: TrendFilters
+
+    def resolve(self, session: Session, principal: Principal) -> ResolvedFilters:
+        tenant_ids, tenant_name = resolve_tenant(session, principal, self.tenant)
+        return ResolvedFilters(replace(self.filters, tenant_ids=tenant_ids), tenant_name)
+
+
+async def filter_params(
     tenant: Annotated[
         str | None,
         Query(max_length=100, description="Tenant name (analysts, admins; others: their own)"),
@@ -130,7 +141,8 @@ def trend_filters(
     date_to: Annotated[
         date | None, Query(alias="to", description="Last day, inclusive (YYYY-MM-DD, UTC)")
     ] = None,
-) -> ResolvedFilters:
+) -> FilterParams:
+    """Parsing only, no I/O: async, so it costs no trip through the thread pool."""
     if date_from is not None and date_to is not None and date_from > date_to:
         raise invalid("from", f"from ({date_from}) is after to ({date_to})", str(date_from))
     sentiments = split_values("sentiment", sentiment)
@@ -140,10 +152,9 @@ def trend_filters(
     topics = split_values("topic", topic)
     if "*" in topics:
         raise invalid("topic", "'*' is not a topic: leave `topic` out to count every complaint")
-    tenant_ids, tenant_name = resolve_tenant(session, principal, tenant)
-    return ResolvedFilters(
+    return FilterParams(
+        tenant=tenant,
         filters=TrendFilters(
-            tenant_ids=tenant_ids,
             service=split_values("service", service),
             region=split_values("region", region),
             channel=split_values("channel", channel),
@@ -153,11 +164,10 @@ def trend_filters(
             date_from=date_from,
             date_to=date_to,
         ),
-        tenant_name=tenant_name,
     )
 
 
-FiltersDep = Annotated[ResolvedFilters, Depends(trend_filters)]
+FiltersDep = Annotated[FilterParams, Depends(filter_params)]
 
 
 def parse_group_by(raw: str | None) -> tuple[str, ...]:
@@ -177,7 +187,9 @@ def parse_group_by(raw: str | None) -> tuple[str, ...]:
 
 
 def dump_json(payload: Any) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(
+        payload, ensure_ascii=False, separators=(",", ":"), check_circular=False
+    ).encode()
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
@@ -229,7 +241,8 @@ def build_query(
 )
 def get_trends(
     request: Request,
-    resolved: FiltersDep,
+    principal: PrincipalDep,
+    params: FiltersDep,
     session: SessionDep,
     granularity: Annotated[
         Granularity, Query(description="day, week (ISO, from Monday) or month")
@@ -238,6 +251,7 @@ def get_trends(
         str | None, Query(max_length=200, description="e.g. topic, or service,sentiment")
     ] = None,
 ) -> Response:
+    resolved = params.resolve(session, principal)
     query = build_query(resolved, granularity, group_by)
     try:
         result = compute_trends(session, query)

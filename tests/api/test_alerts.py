@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -175,34 +174,45 @@ def test_sensitivity_is_tunable_and_tenants_are_isolated(
 def test_new_theme_hook_reads_discovery_output(
     client: TestClient, make_key: KeyFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    discovery = pytest.importorskip("models.discovery")
     key = make_key("ministry", "ministry-a")
     post_and_wait(client, key, weekly_rows(spike=False))
-    ids = [
-        item["id"]
-        for item in client.get("/v1/complaints", params={"limit": 3}, headers=auth(key)).json()[
-            "items"
-        ]
-    ]
+    listed = client.get("/v1/complaints", params={"limit": 3}, headers=auth(key)).json()
+    ids = [str(item["id"]) for item in listed["items"]]
     assert not [a for a in alerts(client, key)["alerts"] if a["kind"] == "new_theme"]
-    themes = tmp_path / "themes.json"
-    themes.write_text(
-        json.dumps(
-            {
-                "themes": [
-                    {"id": 1, "label": "bourses", "keywords": ["bourse", "minha"], "size": 3,
-                     "is_new": True, "tenant": "ministry-a", "complaint_ids": ids},
-                    {"id": 2, "label": "old news", "size": 9, "is_new": False},
-                    {"id": 3, "label": "elsewhere", "size": 4, "is_new": True,
-                     "tenant": "ministry-b", "complaint_ids": ids},
-                ]
-            }
-        )
-    )  # fmt: skip
+
+    seen = datetime(2025, 3, 4, 12, tzinfo=UTC)
+
+    def theme(theme_id: str, *, is_new: bool, keywords: list[str]) -> Any:
+        return discovery.Theme(
+            theme_id=theme_id, keywords=keywords, keyword_scores=[0.5] * len(keywords),
+            size=3, centroid=[0.0] * 4, representatives=[0, 1, 2], representative_ids=ids,
+            representative_texts=["raw text, call 0612345678"] * 3, suggested_topic="new",
+            is_new=is_new, first_seen=seen, last_seen=seen,
+        )  # fmt: skip
+
+    themes = tmp_path / "out.themes.json"
+    discovery.ThemeSet(
+        created_at=seen, n_documents=30, n_outliers=2, next_id=9, reference=[0.0] * 4,
+        themes=[
+            theme("t8", is_new=True, keywords=["bourse", "minha", "retard"]),
+            theme("t2", is_new=False, keywords=["old"]),
+        ],
+    ).save(themes)  # fmt: skip
     monkeypatch.setenv("SAWT_THEMES_PATH", str(themes))
+
     new = [a for a in alerts(client, key)["alerts"] if a["kind"] == "new_theme"]
-    assert [(a["topic"], a["observed"]) for a in new] == [("bourses", 3)]
-    assert new[0]["evidence"]["keywords"] == ["bourse", "minha"]
-    assert sorted(s["id"] for s in new[0]["evidence"]["samples"]) == sorted(ids)
+    assert [(a["topic"], a["observed"], a["period"]) for a in new] == [
+        ("bourse · minha · retard", 3, TARGET.isoformat())
+    ]
+    evidence = new[0]["evidence"]
+    assert (evidence["theme_id"], evidence["suggested_topic"]) == ("t8", "new")
+    assert sorted(str(s["id"]) for s in evidence["samples"]) == sorted(ids)
+    assert all("0612345678" not in s["text"] for s in evidence["samples"])  # stored text only
+    other = make_key("ministry", "ministry-b")
+    assert not [a for a in alerts(client, other)["alerts"] if a["kind"] == "new_theme"]
+    analyst = alerts(client, make_key("analyst"))["alerts"]
+    assert [a["topic"] for a in analyst if a["kind"] == "new_theme"] == ["bourse · minha · retard"]
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from models.pipeline import AnalysisPipeline
-from models.registry import Registry
 from service.complaints.models import Analysis, Complaint
 from service.core.config import Settings
 from service.core.db import make_engine, make_session_factory
+from service.core.loading import load_pipeline, make_registry
 from service.jobs.processing import process_batch
 from service.main import create_app
 from tests.conftest import KeyFactory, auth, complaints_payload, migrate, wait_for_batch
@@ -38,7 +37,7 @@ def test_restart_mid_batch_loses_nothing_and_doubles_nothing(
     # 2. A worker processes three chunks, then dies mid-batch.
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
-    pipeline = AnalysisPipeline.from_registry(Registry(settings.model_dir))
+    pipeline = load_pipeline(settings, make_registry(settings))
     chunks = []
 
     def crash_after_three(batch_id: str, moved: int) -> None:
@@ -68,7 +67,9 @@ def test_restart_mid_batch_loses_nothing_and_doubles_nothing(
             select(Analysis.complaint_id, func.count()).group_by(Analysis.complaint_id)
         ).all()
         complaints = session.scalar(select(func.count()).select_from(Complaint))
+        embedding_sizes = set(session.scalars(select(func.length(Analysis.embedding))))
     engine.dispose()
+    assert embedding_sizes == {384 * 2}, "one float16 embedding per analysis, for discovery"
     assert complaints == 1000
     assert len(per_complaint) == 1000
     assert all(count == 1 for _, count in per_complaint)

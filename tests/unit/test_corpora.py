@@ -131,7 +131,7 @@ def test_a_corrupted_file_is_refused_with_its_name(tmp_path: Path) -> None:
     target.chmod(0o644)
     with target.open("a", encoding="utf-8") as handle:
         handle.write("1,injected row,0,other\n")
-    with pytest.raises(ChecksumError, match="complaints-data.csv"):
+    with pytest.raises(ChecksumError, match=r"complaints-data\.csv"):
         load_corpus(name, data_dir=tmp_path)
 
 

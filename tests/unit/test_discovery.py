@@ -14,6 +14,7 @@ from models.discovery import (
     STOPWORD_LANGUAGES,
     ThemeDiscoverer,
     ThemeSet,
+    guess_languages,
     load_stop_words,
     preprocess,
     tokenize,
@@ -21,13 +22,14 @@ from models.discovery import (
 )
 
 DIM = 48
-# Per-theme vocabularies in the project's languages; filler words are stop words.
+# Per-theme vocabularies mixing the project's languages (as real themes do, so that language
+# and theme are independent); filler words are stop words.
 VOCABULARIES: dict[str, list[str]] = {
-    "water": ["الماء", "انقطاع", "الصنبور", "العداد", "الفاتورة"],
-    "portal": ["portail", "connexion", "mot", "passe", "bloqué"],
-    "bribe": ["rachwa", "bakchich", "piston", "m9adem", "flous"],
-    "queue": ["waiting", "queue", "hours", "appointment", "counter"],
-    "roads": ["الطريق", "الحفر", "الإنارة", "الزنقة", "الأزبال"],
+    "water": ["الماء", "انقطاع", "الصنبور", "lma", "robinet", "compteur"],
+    "portal": ["portail", "connexion", "bloqué", "التطبيق", "login", "password"],
+    "bribe": ["rachwa", "bakchich", "piston", "الرشوة", "bribe", "محسوبية"],
+    "queue": ["waiting", "queue", "hours", "الطابور", "guichet", "ntsna"],
+    "roads": ["الطريق", "الحفر", "الإنارة", "zenqa", "trottoir", "potholes"],
 }
 FILLERS = ["في", "على", "dyal", "wach", "le", "de", "the", "and", "ديال", "هاد"]
 
@@ -89,17 +91,20 @@ def test_planted_themes_are_recovered(
 def test_keywords_are_whole_words_and_not_stop_words(
     fitted: ThemeDiscoverer, week1: tuple[list[str], np.ndarray, list[str]]
 ) -> None:
-    texts, _, labels = week1
+    _, _, labels = week1
     stop_words = load_stop_words()
     for k, theme in enumerate(fitted.themes_.themes):
-        majority = max(set(labels), key=lambda t: np.sum((fitted.labels_ == k) & (np.asarray(labels) == t)))
+        majority = max(
+            set(labels), key=lambda t: np.sum((fitted.labels_ == k) & (np.asarray(labels) == t))
+        )
         vocabulary = {w for word in VOCABULARIES[majority] for w in tokenize(preprocess(word))}
         assert theme.keywords, theme
         assert not set(theme.keywords) & stop_words
         assert set(theme.keywords[:3]) <= vocabulary, (theme.keywords, majority)
     water = next(
-        t for k, t in enumerate(fitted.themes_.themes)
-        if "water" == labels[int(np.flatnonzero(fitted.labels_ == k)[0])]
+        t
+        for k, t in enumerate(fitted.themes_.themes)
+        if labels[int(np.flatnonzero(fitted.labels_ == k)[0])] == "water"
     )
     # Arabic keywords are words of the texts (normalised: إ/أ -> ا), not letters.
     assert "انقطاع" in water.keywords and all(len(w) >= 3 for w in water.keywords)
@@ -173,10 +178,16 @@ def test_suggested_topic_is_nearest_taxonomy_topic_or_new(
     centres: dict[str, np.ndarray],
 ) -> None:
     rng = np.random.default_rng(5)
-    seed_texts, seed_vectors, seed_labels = make_corpus(rng, ["water", "bribe", "queue"], 10, centres)
+    seed_texts, seed_vectors, seed_labels = make_corpus(
+        rng, ["water", "bribe", "queue"], 10, centres
+    )
     taxonomy = topic_centroids(
-        seed_texts, [[{"water": "infrastructure", "bribe": "corruption", "queue": "delays"}[t]]
-                     for t in seed_labels], seed_vectors
+        seed_texts,
+        [
+            [{"water": "infrastructure", "bribe": "corruption", "queue": "delays"}[t]]
+            for t in seed_labels
+        ],
+        seed_vectors,
     )
     texts, vectors, labels = make_corpus(rng, ["water", "bribe", "portal"], 50, centres)
     fit = ThemeDiscoverer(min_theme_size=15, topic_centroids=taxonomy).fit(texts, vectors)
@@ -191,17 +202,29 @@ def test_language_tags_remove_language_clusters() -> None:
     # Two themes written in two languages; language offsets dominate the raw vectors.
     rng = np.random.default_rng(6)
     theme_dirs, lang_dirs = rng.normal(size=(2, DIM)), rng.normal(size=(2, DIM)) * 3
-    vectors, themes, languages, texts = [], [], [], []
+    vectors, themes, languages = [], [], []
     for t in range(2):
         for lang, name in enumerate(["fr", "ar"]):
             for _ in range(50):
-                vectors.append(theme_dirs[t] + lang_dirs[lang] + rng.normal(scale=0.3, size=DIM))
+                vectors.append(theme_dirs[t] + lang_dirs[lang] + rng.normal(scale=0.6, size=DIM))
                 themes.append(t)
                 languages.append(name)
-                texts.append(" ".join(rng.choice(VOCABULARIES[["water", "bribe"][t]], 4)))
-    fit = ThemeDiscoverer(min_theme_size=15).fit(texts, np.asarray(vectors), languages=languages)
-    inliers = fit.labels_ >= 0
-    assert adjusted_rand_score(np.asarray(themes)[inliers], fit.labels_[inliers]) > 0.9
+    texts = ["x"] * len(vectors)  # no language cue in the texts themselves
+    tagged = ThemeDiscoverer(min_theme_size=15).fit(texts, np.asarray(vectors), languages=languages)
+    untagged = ThemeDiscoverer(min_theme_size=15).fit(texts, np.asarray(vectors))
+    assert adjusted_rand_score(themes, tagged.labels_) > 0.9
+    assert len(tagged.themes_.themes) == 2
+    assert len(untagged.themes_.themes) == 4  # theme x language, what tags are there to avoid
+
+
+def test_languages_are_guessed_from_stop_words_when_not_given() -> None:
+    texts = [
+        "wach kayn chi 7al l had lmochkil dyal lma",
+        "الإدارة لا تجيب على الطلبات منذ شهر",
+        "Le guichet est fermé depuis une semaine",
+        "The office never answers the phone",
+    ]
+    assert guess_languages(texts) == ["ary-Latn", "ar", "fr", "en"]
 
 
 def test_bad_input_is_refused_with_a_reason(week1: tuple[list[str], np.ndarray, list[str]]) -> None:
@@ -225,5 +248,76 @@ def test_stop_word_lists_are_single_tokens(language: str) -> None:
 def test_tokenizer_keeps_arabic_and_arabizi_words_whole() -> None:
     text = "الإدارة ما جاوبتش 3la talab dyali depuis 2024, l'attente"
     assert tokenize(preprocess(text)) == [
-        "الادارة", "ما", "جاوبتش", "3la", "talab", "dyali", "depuis", "attente"
+        "الادارة",
+        "ما",
+        "جاوبتش",
+        "3la",
+        "talab",
+        "dyali",
+        "depuis",
+        "attente",
     ]
+
+
+class WordHashEncoder:
+    """Stands in for the e5 encoder: texts sharing content words get nearby vectors."""
+
+    def __init__(self, model_dir: object = None) -> None:
+        self.model_dir = Path("stub-encoder")
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in set(tokenize(preprocess(text))) - load_stop_words():
+                seed = int.from_bytes(word.encode()[:8].ljust(8, b"\0"), "little") % 2**32
+                out[i] += np.random.default_rng(seed).normal(size=DIM)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def test_discover_command_writes_one_line_per_row_and_keeps_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, centres: dict[str, np.ndarray]
+) -> None:
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    import models.encoder.encoder as encoder_module
+    from service.themes.commands import discover, themes_path
+
+    monkeypatch.setattr(encoder_module, "Encoder", WordHashEncoder)
+    monkeypatch.setenv("SAWT_CACHE_DIR", str(tmp_path / "cache"))
+    app = typer.Typer()
+    app.command()(discover)
+    texts, _, _ = make_corpus(np.random.default_rng(8), ["water", "bribe", "portal"], 40, centres)
+    source = tmp_path / "in.jsonl"
+    lines = [
+        json.dumps({"id": f"c{i}", "text": t, "at": f"2024-05-{1 + i % 20:02d}"})
+        for i, t in enumerate(texts)
+    ]
+    lines.insert(5, json.dumps({"id": "empty", "text": "  ", "at": "2024-05-02"}))
+    lines.insert(9, "not json")
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    out = tmp_path / "week1.jsonl"
+    args = [str(source), "-o", str(out), "--time-field", "at", "--min-theme-size", "15"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == len(lines)
+    assert rows[5] == {"id": "empty", "theme": None, "error": "field 'text' is empty or missing"}
+    assert rows[9]["theme"] is None and rows[9]["error"].startswith("invalid JSON")
+    first = ThemeSet.load(themes_path(out))
+    assert len(first.themes) == 3 and first.topics_over_time
+    assert {r["theme"] for r in rows if "error" not in r} <= {t.theme_id for t in first.themes} | {
+        None
+    }
+
+    again = tmp_path / "week2.jsonl"
+    result = CliRunner().invoke(
+        app, [*args[:2], str(again), "--previous", str(themes_path(out)), "--min-theme-size", "15"]
+    )
+    assert result.exit_code == 0, result.output
+    second = ThemeSet.load(themes_path(again))
+    assert {t.theme_id for t in second.themes} == {t.theme_id for t in first.themes}
+    assert not any(t.is_new for t in second.themes)

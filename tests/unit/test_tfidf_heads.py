@@ -127,16 +127,16 @@ def test_sentiment_save_load_round_trip(
     sentiment_model.save(tmp_path)
     loaded = TfidfSentimentClassifier.load(tmp_path)
     texts = ["service nul", "merci bzaf", "where is the office"]
-    np.testing.assert_array_equal(
-        loaded.predict_proba(texts), sentiment_model.predict_proba(texts)
-    )
+    np.testing.assert_array_equal(loaded.predict_proba(texts), sentiment_model.predict_proba(texts))
     assert loaded.labels_ == sentiment_model.labels_
     assert loaded.get_params() == sentiment_model.get_params()
     size = sum(p.stat().st_size for p in tmp_path.iterdir())
     assert size < 5_000_000
 
 
-def test_load_refuses_another_kind(sentiment_model: TfidfSentimentClassifier, tmp_path: Path) -> None:
+def test_load_refuses_another_kind(
+    sentiment_model: TfidfSentimentClassifier, tmp_path: Path
+) -> None:
     sentiment_model.save(tmp_path)
     with pytest.raises(ValueError, match="tfidf-sentiment"):
         TfidfTopicClassifier.load(tmp_path)
@@ -147,8 +147,11 @@ def test_sentiment_publishes_through_the_registry(
 ) -> None:
     registry = Registry(tmp_path)
     meta = registry.publish(
-        sentiment_model, task="sentiment", metrics={"macro_f1": 0.5},
-        primary_metric="macro_f1", promote=True,
+        sentiment_model,
+        task="sentiment",
+        metrics={"macro_f1": 0.5},
+        primary_metric="macro_f1",
+        promote=True,
     )
     model, loaded_meta = registry.load("sentiment")
     assert isinstance(model, TfidfSentimentClassifier)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 01:29:17.271712
+Create Date: 2026-11-26 02:28:58.134942
 """
 
 from collections.abc import Sequence
@@ -75,6 +75,32 @@ def upgrade() -> None:
     with op.batch_alter_table("batches", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_batches_status"), ["status"], unique=False)
         batch_op.create_index(batch_op.f("ix_batches_tenant_id"), ["tenant_id"], unique=False)
+
+    op.create_table(
+        "custom_topics",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("tenant_id", sa.Integer(), nullable=False),
+        sa.Column("topic_id", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column(
+            "examples",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("centroid", sa.LargeBinary(), nullable=False),
+        sa.Column("threshold", sa.Float(), nullable=False),
+        sa.Column("scale", sa.Float(), nullable=False),
+        sa.Column("encoder_version", sa.String(length=200), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_custom_topics_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_custom_topics")),
+        sa.UniqueConstraint("tenant_id", "topic_id", name=op.f("uq_custom_topics_tenant_id")),
+    )
+    with op.batch_alter_table("custom_topics", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_custom_topics_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table(
         "rollups",
@@ -298,6 +324,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_rollups_tenant_topic_day")
 
     op.drop_table("rollups")
+    with op.batch_alter_table("custom_topics", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_custom_topics_tenant_id"))
+
+    op.drop_table("custom_topics")
     with op.batch_alter_table("batches", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_batches_tenant_id"))
         batch_op.drop_index(batch_op.f("ix_batches_status"))

