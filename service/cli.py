@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from service.core.config import get_settings
+from service.themes.commands import discover
 from service.tenants.models import Role
 
 app = typer.Typer(help="Sawt: citizens' complaints → signals.", no_args_is_help=True)
@@ -317,6 +318,9 @@ def analyze(
         if out is not sys.stdout:
             out.close()
     err.print(f"analysed {written} rows, {failed} errors → {output}")
+
+
+app.command("discover")(discover)
 
 
 def main() -> None:
