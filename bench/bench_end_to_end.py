@@ -35,6 +35,7 @@ from bench.bench_ingest import (
     SAWT,
     Server,
     batch_body,
+    cpu_seconds,
     free_port,
     load_average,
     peak_rss_mib,
@@ -54,6 +55,8 @@ class EndToEndResult:
     ingest_seconds: float
     seconds: float
     complaints_per_s: float
+    worker_cpu_ms_per_complaint: float | None
+    cpu_seconds: dict[str, float | None]
     peak_rss_mib: dict[str, float | None]
     load_average: list[float] = field(default_factory=list)
 
@@ -166,6 +169,8 @@ def run_mode(
                     )
                     response.raise_for_status()
 
+                names = {"api": api.proc.pid} | {f"worker-{i}": p.pid for i, p in enumerate(procs)}
+                cpu_before = {name: cpu_seconds(pid) or 0.0 for name, pid in names.items()}
                 started = time.perf_counter()
                 with ThreadPoolExecutor(max_workers=clients) as pool:
                     list(pool.map(post, bodies))
@@ -179,6 +184,10 @@ def run_mode(
                 peaks = {"api": peak_rss_mib(api.proc.pid)}
                 for i, proc in enumerate(procs):
                     peaks[f"worker-{i}"] = peak_rss_mib(proc.pid)
+                cpu: dict[str, float | None] = {}
+                for name, pid in names.items():
+                    now = cpu_seconds(pid)
+                    cpu[name] = round(now - cpu_before[name], 2) if now is not None else None
             finally:
                 for proc in procs:
                     proc.terminate()
@@ -196,9 +205,21 @@ def run_mode(
         ingest_seconds=round(ingested, 2),
         seconds=round(elapsed, 2),
         complaints_per_s=round(total / elapsed, 1),
+        # CPU the analysing processes spent per complaint, from the first POST on: unlike
+        # complaints/s it does not depend on what else the machine runs.
+        worker_cpu_ms_per_complaint=_cpu_per_complaint(cpu, total, workers),
+        cpu_seconds=cpu,
         peak_rss_mib=peaks,
         load_average=load_average(),
     )
+
+
+def _cpu_per_complaint(cpu: dict[str, float | None], total: int, workers: int) -> float | None:
+    names = [f"worker-{i}" for i in range(workers)] if workers else ["api"]
+    values = [cpu.get(name) for name in names]
+    if any(value is None for value in values):
+        return None
+    return round(1000 * sum(v for v in values if v is not None) / total, 2)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,7 +35,6 @@ Why this shape (measured; see ``bench/bench_discovery.py`` and ``training/discov
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import warnings
@@ -51,6 +50,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
+from models.seed import seed_embeddings
 from models.text.normalize import normalize
 
 if TYPE_CHECKING:
@@ -761,38 +761,17 @@ def topic_centroids(
 def topic_centroids_from_seed(
     encoder: BaseEncoder, seed_dir: str | Path, cache_dir: str | Path | None = None
 ) -> dict[str, FloatArray]:
-    """Taxonomy centroids from ``seed_dir/*.jsonl`` (split=train only), cached by content.
-
-    The cache key covers the seed files and the encoder directory, so a changed seed set or
-    encoder is encoded again.
-    """
-    files = sorted(Path(seed_dir).glob("*.jsonl"))
-    if not files:
-        raise FileNotFoundError(f"no seed topic files (*.jsonl) in {seed_dir}")
-    digest = hashlib.sha256(str(Path(encoder.model_dir).name).encode())
-    for path in files:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / f"topic-centroids-{digest.hexdigest()[:16]}.npz"
-        if cache.is_file():
-            with np.load(cache) as stored:
-                return {name: stored[name] for name in stored.files}
-    rows = [
-        json.loads(line)
-        for path in files
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
-    train = [r for r in rows if r.get("split") == "train" and r.get("topics")]
+    """Taxonomy centroids from ``seed_dir/*.jsonl`` (split=train only); embeddings cached by
+    content (seed files + encoder), so a changed seed set or encoder is encoded again."""
+    rows, embeddings = seed_embeddings(
+        encoder.encode,
+        encoder_key=Path(encoder.model_dir).name,
+        cache_dir=Path(cache_dir) if cache_dir is not None else None,
+        seed_dir=Path(seed_dir),
+    )
+    train = [(r, e) for r, e in zip(rows, embeddings, strict=True) if r.get("topics")]
     if not train:
         raise ValueError(f"no split=train rows with topics in {seed_dir}")
-    texts = [str(r["text"]) for r in train]
-    centroids = topic_centroids(texts, [r["topics"] for r in train], encoder.encode(texts))
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, **centroids)  # type: ignore[arg-type]
-        tmp.replace(cache)
-    return centroids
+    return topic_centroids(
+        [str(r["text"]) for r, _ in train], [r["topics"] for r, _ in train], [e for _, e in train]
+    )

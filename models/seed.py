@@ -35,7 +35,7 @@ def seed_embeddings(
     encode: Callable[[Sequence[str]], np.ndarray],
     *,
     encoder_key: str,
-    cache_dir: Path,
+    cache_dir: Path | None,
     split: str = "train",
     seed_dir: Path = SEED_DIR,
 ) -> tuple[list[dict[str, Any]], np.ndarray]:
@@ -45,10 +45,12 @@ def seed_embeddings(
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     rows = load_seed_rows(split, seed_dir)
-    cache = Path(cache_dir) / f"seed-{split}-{digest.hexdigest()[:16]}.npy"
-    if cache.is_file():
+    cache = Path(cache_dir) / f"seed-{split}-{digest.hexdigest()[:16]}.npy" if cache_dir else None
+    if cache is not None and cache.is_file():
         return rows, np.load(cache)
     embeddings = np.asarray(encode([str(r["text"]) for r in rows]), dtype=np.float32)
+    if cache is None:
+        return rows, embeddings
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(cache.name + ".tmp.npy")
     np.save(tmp, embeddings)

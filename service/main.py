@@ -25,6 +25,7 @@ from service.dashboard.router import router as dashboard_router
 from service.ops.metrics import router as metrics_router
 from service.ops.router import router as ops_router
 from service.reports.router import router as reports_router
+from service.themes.router import router as themes_router
 from service.topics.router import router as topics_router
 from service.trends.router import router as trends_router
 
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True) -
         complaints_router,
         analysis_router,
         topics_router,
+        themes_router,
         trends_router,
         alerts_router,
         reports_router,

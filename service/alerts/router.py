@@ -9,7 +9,12 @@ from fastapi import APIRouter, Query, Request, Response
 
 from service.alerts.schemas import AlertsResponse
 from service.alerts.service import AlertOptions, compute_alerts, samples_by_id
-from service.alerts.themes import new_theme_alerts, themes_path
+from service.alerts.themes import (
+    new_theme_alerts,
+    themes_from_file,
+    themes_from_runs,
+    themes_path,
+)
 from service.api.deps import PrincipalDep, SessionDep, SettingsDep
 from service.tenants.models import Role
 from service.trends.router import READ_ERRORS, FiltersDep, cached_json, invalid
@@ -74,7 +79,7 @@ def get_alerts(
     response, tenants, tested = compute_alerts(session, filters=f, period=period, options=options)
     themes = new_theme_alerts(
         session,
-        path=themes_path(settings),
+        sources=themes_from_runs(session, tenants) + themes_from_file(themes_path(settings)),
         tenant_names=tenants,
         tenant_bound=principal.role in (Role.ministry, Role.dashboard),
         granularity=granularity,

@@ -1,13 +1,13 @@
 """The hook for `new_theme` alerts: themes that topic discovery (`models/discovery.py`) found for
 the first time (`is_new`), which the taxonomy does not cover.
 
-Discovery writes a `ThemeSet` as JSON (`sawt discover ... -o out.jsonl` writes
-`out.themes.json`). Until one exists this returns no alert. The file is the one named by
-`Settings.themes_path` (once the lead adds that setting) or the `SAWT_THEMES_PATH` environment
-variable. The file is read leniently (a missing or unreadable file, or an unknown shape, gives no
-alert rather than an error), using these fields of each theme: `theme_id`, `keywords`, `size`,
-`is_new`, `suggested_topic`, `first_seen`, `representative_ids`; and an optional `tenant`
-(on the theme or the whole file) when discovery ran for one tenant.
+Two sources of `ThemeSet`s, both optional: the latest `theme_runs` row of each tenant in scope
+(stored by `service.themes`, once its table exists), and a JSON file written by
+`sawt discover ... -o out.jsonl` (`out.themes.json`) named by `Settings.themes_path` (once that
+setting exists) or the `SAWT_THEMES_PATH` environment variable. With neither, no alert. Both are
+read leniently (missing, unreadable or unknown shapes give no alert, never an error), using these
+fields of each theme: `theme_id`, `keywords`, `size`, `is_new`, `suggested_topic`, `first_seen`,
+`representative_ids`; and an optional `tenant` (on the theme or the whole file).
 
 Sample complaints are looked up in the database by `representative_ids` (complaint id or
 external id), within the caller's tenants: only stored, redacted text is ever shown, and a
@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session
 
 from service.alerts.schemas import Alert, AlertKind, Evidence, SampleComplaint
@@ -44,20 +46,53 @@ def themes_path(settings: Any) -> Path | None:
     return Path(configured) if configured else None
 
 
-def load_themes(path: Path | None) -> tuple[list[dict[str, Any]], str | None]:
-    """The themes of a ThemeSet file and its tenant, if any; nothing when absent or unreadable."""
+ThemeSource = tuple[str | None, list[dict[str, Any]]]  # (tenant name or None, its themes)
+
+
+def _themes_of(payload: Any) -> list[dict[str, Any]] | None:
+    if not isinstance(payload, dict) or not isinstance(payload.get("themes"), list):
+        return None
+    return [t for t in payload["themes"] if isinstance(t, dict)]
+
+
+def themes_from_file(path: Path | None) -> list[ThemeSource]:
+    """The themes of a ThemeSet file, with its `tenant` when it has one."""
     if path is None or not path.is_file():
-        return [], None
+        return []
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        log.warning("themes file %s is unreadable; no new_theme alerts", path)
-        return [], None
-    if not isinstance(payload, dict) or not isinstance(payload.get("themes"), list):
-        log.warning("themes file %s is not a ThemeSet; no new_theme alerts", path)
-        return [], None
-    tenant = payload.get("tenant")
-    return [t for t in payload["themes"] if isinstance(t, dict)], tenant
+        log.warning("themes file %s is unreadable; no new_theme alerts from it", path)
+        return []
+    themes = _themes_of(payload)
+    if themes is None:
+        log.warning("themes file %s is not a ThemeSet; no new_theme alerts from it", path)
+        return []
+    return [(payload.get("tenant"), themes)]
+
+
+_theme_table: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
+
+
+def themes_from_runs(session: Session, tenant_names: dict[int, str]) -> list[ThemeSource]:
+    """The latest discovery run of each tenant, when `service.themes` stores them."""
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    if engine not in _theme_table:
+        _theme_table[engine] = inspect(engine).has_table("theme_runs")
+    if not _theme_table[engine]:
+        return []
+    try:
+        from service.themes.service import latest_run
+    except ImportError:
+        return []
+    sources: list[ThemeSource] = []
+    for tenant_id, name in tenant_names.items():
+        run = latest_run(session, tenant_id=tenant_id)
+        themes = _themes_of(run.themes) if run is not None else None
+        if themes:
+            sources.append((name, themes))
+    return sources
 
 
 def _first_day(value: Any, fallback: date | None) -> date | None:
@@ -72,7 +107,7 @@ def _first_day(value: Any, fallback: date | None) -> date | None:
 def new_theme_alerts(
     session: Session,
     *,
-    path: Path | None,
+    sources: list[ThemeSource],
     tenant_names: dict[int, str],
     tenant_bound: bool,
     granularity: Granularity,
@@ -80,13 +115,12 @@ def new_theme_alerts(
     sample_loader: SampleLoader,
 ) -> list[Alert]:
     """One alert per theme flagged `is_new`, for the tenants in scope (`tenant_names`)."""
-    themes, file_tenant = load_themes(path)
     alerts = []
     in_scope = set(tenant_names.values())
-    for theme in themes:
+    for source_tenant, theme in ((t, theme) for t, themes in sources for theme in themes):
         if not theme.get("is_new"):
             continue
-        tenant = theme.get("tenant") or file_tenant
+        tenant = theme.get("tenant") or source_tenant
         if tenant is not None and tenant not in in_scope:
             continue
         day = _first_day(theme.get("first_seen"), fallback_period)

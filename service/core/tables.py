@@ -4,7 +4,9 @@ from service.batches.models import Batch, BatchItem
 from service.complaints.models import Analysis, AnalysisTopic, Complaint, LabelCorrection
 from service.core.db import Base
 from service.tenants.models import ApiKey, Tenant
+from service.themes.models import ThemeRun
 from service.topics.models import CustomTopic
+from service.trends.cube import TrendCube
 from service.trends.models import Rollup
 
 __all__ = [
@@ -19,4 +21,6 @@ __all__ = [
     "LabelCorrection",
     "Rollup",
     "Tenant",
+    "ThemeRun",
+    "TrendCube",
 ]

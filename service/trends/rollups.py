@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.complaints.models import Analysis, AnalysisTopic, Complaint
+from service.trends.cube import apply_cube, rebuild_cube
 from service.trends.models import ALL_TOPICS, NONE, Rollup
 
 KEY_COLUMNS = ("tenant_id", "day", "topic", "sentiment", "language", "service", "region", "channel")
@@ -74,6 +75,7 @@ def apply_rollups(session: Session, analysis_ids: Sequence[int]) -> None:
     per_topic = _grouped(session, AnalysisTopic.topic, with_topics=True).where(Analysis.id.in_(ids))
     _upsert(session, totals)
     _upsert(session, per_topic)
+    apply_cube(session, ids)
 
 
 def rebuild_rollups(session: Session, *, tenant_id: int) -> None:
@@ -93,3 +95,4 @@ def rebuild_rollups(session: Session, *, tenant_id: int) -> None:
         session,
         _grouped(session, AnalysisTopic.topic, with_topics=True).where(Analysis.id.in_(latest)),
     )
+    rebuild_cube(session, tenant_id=tenant_id)

@@ -231,3 +231,48 @@ def test_invalid_alert_parameters(
     response = client.get("/v1/alerts", params=params, headers=auth(make_key()))
     assert response.status_code == 422
     assert any(field in e["loc"] for e in response.json()["detail"])
+
+
+def test_new_themes_from_stored_discovery_runs(
+    client: TestClient, make_key: KeyFactory, settings: Any
+) -> None:
+    themes_models = pytest.importorskip("service.themes.models")
+    from service.core.db import make_engine, make_session_factory, session_scope
+    from service.tenants.service import get_tenant_by_name
+
+    key = make_key("ministry", "ministry-a")
+    post_and_wait(client, key, weekly_rows(spike=False))
+    ids = [
+        str(item["id"])
+        for item in client.get("/v1/complaints", params={"limit": 2}, headers=auth(key)).json()[
+            "items"
+        ]
+    ]
+    engine = make_engine(settings.database_url)
+    try:
+        themes_models.ThemeRun.__table__.create(engine, checkfirst=True)
+        with session_scope(make_session_factory(engine)) as session:
+            tenant = get_tenant_by_name(session, name="ministry-a")
+            assert tenant is not None
+            session.add(
+                themes_models.ThemeRun(
+                    tenant_id=tenant.id,
+                    window_start=datetime(2025, 1, 1, tzinfo=UTC),
+                    window_end=datetime(2025, 3, 9, tzinfo=UTC),
+                    n_documents=120,
+                    themes={
+                        "themes": [
+                            {"theme_id": "t3", "keywords": ["guichet", "fermé"], "size": 2,
+                             "is_new": True, "first_seen": "2025-03-05T10:00:00+00:00",
+                             "representative_ids": ids, "suggested_topic": "access"},
+                        ]
+                    },
+                )
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+    new = [a for a in alerts(client, key)["alerts"] if a["kind"] == "new_theme"]
+    assert [(a["tenant"], a["topic"]) for a in new] == [("ministry-a", "guichet · fermé")]
+    assert sorted(str(s["id"]) for s in new[0]["evidence"]["samples"]) == sorted(ids)
+    other = make_key("ministry", "ministry-b")
+    assert not [a for a in alerts(client, other)["alerts"] if a["kind"] == "new_theme"]

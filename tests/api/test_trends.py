@@ -15,7 +15,7 @@ from tests.api.readside import complaint, post_and_wait, use_cube, use_stub_pipe
 from tests.conftest import KeyFactory, auth
 
 
-@pytest.fixture(params=["rollups", "cube"], autouse=True)
+@pytest.fixture(params=["cube"], autouse=True)  # the cube ships in migration 0002
 def store(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, settings: Settings
 ) -> str:

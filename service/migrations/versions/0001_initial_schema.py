@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 02:28:58.134942
+Create Date: 2026-11-26 02:39:10.031040
 """
 
 from collections.abc import Sequence
@@ -134,6 +134,27 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_rollups_tenant_topic_day", ["tenant_id", "topic", "day"], unique=False
         )
+
+    op.create_table(
+        "theme_runs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("tenant_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("window_end", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("n_documents", sa.Integer(), nullable=False),
+        sa.Column(
+            "themes",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_theme_runs_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_theme_runs")),
+    )
+    with op.batch_alter_table("theme_runs", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_theme_runs_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table(
         "complaints",
@@ -320,6 +341,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_complaints_batch_status")
 
     op.drop_table("complaints")
+    with op.batch_alter_table("theme_runs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_theme_runs_tenant_id"))
+
+    op.drop_table("theme_runs")
     with op.batch_alter_table("rollups", schema=None) as batch_op:
         batch_op.drop_index("ix_rollups_tenant_topic_day")
 

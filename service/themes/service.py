@@ -1,0 +1,112 @@
+"""Discovery over the database: stored embeddings and redacted texts, never re-encoded."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from models.discovery import ThemeDiscoverer, ThemeSet
+from service.complaints.models import Analysis, Complaint
+from service.core.db import utcnow
+from service.themes.models import ThemeRun
+
+EMBEDDING_DIM = 384
+
+
+class NotEnoughComplaints(ValueError):
+    pass
+
+
+def latest_run(session: Session, *, tenant_id: int) -> ThemeRun | None:
+    return session.scalar(
+        select(ThemeRun)
+        .where(ThemeRun.tenant_id == tenant_id)
+        .order_by(ThemeRun.id.desc())
+        .limit(1)
+    )
+
+
+def _window_rows(session: Session, tenant_id: int, start: datetime, end: datetime) -> list[Any]:
+    latest = (
+        select(func.max(Analysis.id))
+        .where(Analysis.tenant_id == tenant_id, Analysis.embedding.is_not(None))
+        .group_by(Analysis.complaint_id)
+        .scalar_subquery()
+    )
+    return list(
+        session.execute(
+            select(
+                Complaint.id,
+                Complaint.text,
+                Complaint.received_at,
+                Analysis.language,
+                Analysis.embedding,
+            )
+            .join(Analysis, Analysis.complaint_id == Complaint.id)
+            .where(
+                Analysis.id.in_(latest),
+                Complaint.received_at >= start,
+                Complaint.received_at < end,
+            )
+            .order_by(Complaint.id)
+        )
+    )
+
+
+def discover_themes(
+    session: Session,
+    *,
+    tenant_id: int,
+    days: int = 28,
+    end: datetime | None = None,
+    topic_centroids: dict[str, np.ndarray] | None = None,
+    min_theme_size: int | None = None,
+) -> ThemeRun:
+    """Fit themes on the window's stored embeddings, continuing the tenant's last run's ids."""
+    end = end or utcnow()
+    start = end - timedelta(days=days)
+    rows = _window_rows(session, tenant_id, start, end)
+    if len(rows) < 20:
+        raise NotEnoughComplaints(
+            f"{len(rows)} analysed complaints with embeddings between {start:%Y-%m-%d} and "
+            f"{end:%Y-%m-%d}; discovery needs at least 20"
+        )
+    embeddings = np.vstack(
+        [np.frombuffer(r.embedding, dtype=np.float16, count=EMBEDDING_DIM) for r in rows]
+    )
+    previous_run = latest_run(session, tenant_id=tenant_id)
+    previous = ThemeSet.model_validate(previous_run.themes) if previous_run else None
+    discoverer = ThemeDiscoverer(topic_centroids=topic_centroids, min_theme_size=min_theme_size)
+    discoverer.fit(
+        [r.text for r in rows],
+        embeddings,
+        timestamps=[r.received_at for r in rows],
+        previous=previous,
+        ids=[str(r.id) for r in rows],
+        languages=[r.language for r in rows],
+    )
+    run = ThemeRun(
+        tenant_id=tenant_id,
+        window_start=start,
+        window_end=end,
+        n_documents=len(rows),
+        themes=discoverer.themes_.model_dump(mode="json"),
+    )
+    session.add(run)
+    session.commit()
+    return run
+
+
+def seed_topic_centroids(encoder: Any, cache_dir: Any) -> dict[str, np.ndarray]:
+    """Taxonomy centroids for theme → topic suggestions, from the seed set (cached)."""
+    from models.discovery import topic_centroids
+    from models.seed import seed_embeddings
+
+    rows, embeddings = seed_embeddings(
+        encoder.encode, encoder_key=encoder.version, cache_dir=cache_dir
+    )
+    return topic_centroids([r["text"] for r in rows], [r["topics"] for r in rows], embeddings)
