@@ -59,7 +59,8 @@ def comparison_versions(
     names = [m.version for m in older]
     previous = promoted if promoted in names else (names[-1] if names else None)
     baselines = [m.version for m in older if m.kind == BASELINE_KINDS[task]]
-    return {"previous": previous, "baseline": baselines[-1] if baselines else None}
+    baseline = baselines[-1] if baselines else None
+    return {"previous": previous if previous != baseline else None, "baseline": baseline}
 
 
 def evaluation_of(
@@ -210,6 +211,16 @@ def train_task(
             provenance(name, ["train", "dev"], int((frame["source"] == name).sum()))
             for name in config.corpora
         ]
+        if config.seed_sentiment:
+            training_data.append(
+                provenance("seed_topics", ["train"], int((frame["source"] == "seed_topics").sum()))
+            )
+        if sentiment_data.augmented:
+            training_data.append(
+                {"corpus": "arabizi transliterations (augmentation)",
+                 "licence": "derived from the Arabic-script Darija rows above",
+                 "splits": ["train"], "rows": sentiment_data.augmented}
+            )
     else:
         topics_data = load_topics_data(config, data.cache, seed=data.seed, corrections=corrections)
         model, report = fit_topics(config, topics_data, log=_say)

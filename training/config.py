@@ -35,12 +35,12 @@ class SentimentConfig(_Config):
     encoder_variant: EncoderVariant = Field(
         "int8", description="the served encoder: heads are trained on what they will be fed"
     )
-    head: Literal["logreg", "mlp"] = "logreg"
+    head: Literal["logreg", "mlp"] = "mlp"
     C_grid: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0])
     hidden: list[int] = Field(default_factory=lambda: [256], description="MLP layer sizes")
-    mlp_alpha_grid: list[float] = Field(default_factory=lambda: [1e-3, 1e-2])
+    mlp_alpha_grid: list[float] = Field(default_factory=lambda: [1e-4, 1e-3])
     balance: Balance = Field(
-        "corpus_script_class",
+        "corpus",
         description="row weights: `corpus` makes each corpus count equally (as the primary "
         "metric does); `corpus_script_class` also equalises the classes within each corpus x "
         "script group, so that no corpus's label prior (Latin-script afrisenti is 52% neutral) "
@@ -49,15 +49,17 @@ class SentimentConfig(_Config):
     seed_sentiment: bool = Field(
         True, description="also train on the seed set's train split (in-domain complaints)"
     )
-    transliteration_augment: bool = Field(
-        False, description="add Arabizi transliterations of Arabic-script Darija train rows"
+    transliteration_augment: Literal["none", "text", "both"] = Field(
+        "text",
+        description="add Arabizi transliterations of Arabic-script Darija train rows to the "
+        "char n-gram member only (`text`), to both members, or not at all",
     )
     ensemble: bool = Field(True, description="pool with the char n-gram TF-IDF head")
     weight_grid: list[float] = Field(
         default_factory=lambda: [round(0.1 * i, 1) for i in range(11)],
         description="embedding-head weights tried per script group on dev",
     )
-    tfidf_C_grid: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])
+    tfidf_C_grid: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0])
     with_corrections: bool = False
     corrections_weight: float = Field(
         2.0, gt=0, description="row weight of an analyst's correction (corpus rows average 1)"

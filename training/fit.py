@@ -49,6 +49,7 @@ from training.corpora import CORPORA, load_seed_topics
 CACHE_SUBDIR = "embeddings"
 CORRECTIONS_SOURCE = "corrections"
 SEED_SOURCE = "seed_topics"
+AUGMENT_SUFFIX = "+arabizi"
 
 
 class TextEncoder(Protocol):
@@ -267,7 +268,7 @@ def arabizi_augment(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     out["text"] = [arabic_to_arabizi(text, rng) for text in darija["text"]]
     out["script"] = "Latn"
     out["language"] = "ary-Latn"
-    out["source"] = out["source"] + "+arabizi"
+    out["source"] = out["source"] + AUGMENT_SUFFIX
     return out.reset_index(drop=True)
 
 
@@ -317,7 +318,7 @@ def load_sentiment_data(
         train = train.subset(keep)
     extra = []
     augmented = 0
-    if config.transliteration_augment:
+    if config.transliteration_augment != "none":
         augment = arabizi_augment(train.frame, config.seed)
         augmented = len(augment)
         if augmented:
@@ -339,7 +340,7 @@ def row_weights(frame: pd.DataFrame, balance: str, corrections_weight: float) ->
     each corpus, each script group weighs in proportion to its size and each class the same
     inside a group. ``none``: uniform (the heads then balance classes globally).
     """
-    sources = frame["source"].astype(str).str.replace("+arabizi", "", regex=False).to_numpy()
+    sources = frame["source"].astype(str).str.replace(AUGMENT_SUFFIX, "", regex=False).to_numpy()
     corpus_rows = ~np.isin(sources, [CORRECTIONS_SOURCE, SEED_SOURCE])
     weights = np.ones(len(frame))
     if balance != "none":
@@ -395,9 +396,12 @@ def fit_embedding_sentiment(
     config: SentimentConfig, data: SentimentData, log: Log = _stderr
 ) -> tuple[EmbeddingSentimentClassifier, dict[str, Any]]:
     """The embedding head, its hyper-parameter chosen on dev (mean per-corpus macro-F1)."""
-    weights = row_weights(data.train.frame, config.balance, config.corrections_weight)
+    train = data.train
+    if config.transliteration_augment == "text":
+        train = train.subset(~train.frame["source"].str.endswith(AUGMENT_SUFFIX).to_numpy())
+    weights = row_weights(train.frame, config.balance, config.corrections_weight)
     class_weight = None if config.balance == "corpus_script_class" else "balanced"
-    labels = data.train.frame["label"].tolist()
+    labels = train.frame["label"].tolist()
     candidates: list[dict[str, Any]] = (
         [{"C": c} for c in config.C_grid]
         if config.head == "logreg"
@@ -410,7 +414,7 @@ def fit_embedding_sentiment(
         head = EmbeddingSentimentClassifier(
             random_state=config.seed, class_weight=class_weight, **params
         ).fit(
-            data.train.embeddings, labels, sample_weight=weights
+            train.embeddings, labels, sample_weight=weights
         )
         scores = per_corpus_macro_f1(data.dev.frame, head.predict(data.dev.embeddings))
         key = json.dumps(params, default=list)

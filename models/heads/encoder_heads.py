@@ -151,12 +151,12 @@ class EmbeddingSentimentClassifier:
                 max_iter=self.max_iter,
                 random_state=self.random_state,
             )
-            if self.class_weight == "balanced" and weights is None:
-                classes, counts = np.unique(y, return_counts=True)
-                per_class = {
-                    c: len(y) / (len(classes) * n) for c, n in zip(classes, counts, strict=True)
-                }
-                weights = np.asarray([per_class[label] for label in y])
+            if self.class_weight == "balanced":
+                # as LogisticRegression does: class weights multiply the sample weights
+                base = np.ones(len(y)) if weights is None else weights
+                classes = np.unique(y)
+                per_class = {c: base.sum() / (len(classes) * base[y == c].sum()) for c in classes}
+                weights = base * np.asarray([per_class[label] for label in y])
             mlp.fit(x, y, sample_weight=weights)
             self.layers_ = [
                 (np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64))

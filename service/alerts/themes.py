@@ -19,16 +19,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import weakref
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session
 
 from service.alerts.schemas import Alert, AlertKind, Evidence, SampleComplaint
+from service.themes.service import latest_run
 from service.trends.schemas import Granularity
 from service.trends.service import period_end, period_start
 
@@ -71,21 +70,8 @@ def themes_from_file(path: Path | None) -> list[ThemeSource]:
     return [(payload.get("tenant"), themes)]
 
 
-_theme_table: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
-
-
 def themes_from_runs(session: Session, tenant_names: dict[int, str]) -> list[ThemeSource]:
-    """The latest discovery run of each tenant, when `service.themes` stores them."""
-    bind = session.get_bind()
-    engine = bind if isinstance(bind, Engine) else bind.engine
-    if engine not in _theme_table:
-        _theme_table[engine] = inspect(engine).has_table("theme_runs")
-    if not _theme_table[engine]:
-        return []
-    try:
-        from service.themes.service import latest_run
-    except ImportError:
-        return []
+    """The latest discovery run of each tenant (`POST /v1/themes/discover`)."""
     sources: list[ThemeSource] = []
     for tenant_id, name in tenant_names.items():
         run = latest_run(session, tenant_id=tenant_id)

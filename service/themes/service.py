@@ -9,7 +9,6 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models.discovery import ThemeDiscoverer, ThemeSet
 from service.complaints.models import Analysis, Complaint
 from service.core.db import utcnow
 from service.themes.models import ThemeRun
@@ -67,6 +66,8 @@ def discover_themes(
     min_theme_size: int | None = None,
 ) -> ThemeRun:
     """Fit themes on the window's stored embeddings, continuing the tenant's last run's ids."""
+    from models.discovery import ThemeDiscoverer, ThemeSet  # BERTopic/UMAP load only when used
+
     end = end or utcnow()
     start = end - timedelta(days=days)
     rows = _window_rows(session, tenant_id, start, end)

@@ -351,6 +351,8 @@ def test_killed_and_stopped_workers_lose_nothing_and_double_nothing(
             assert progress["done"] == progress["total"] == batch["accepted"]
         metrics = client.get("/metrics").text
     assert 'sawt_batches{status="done"} 6.0' in metrics
+    assert 'sawt_queue_messages{state="waiting"} 0.0' in metrics
+    assert "sawt_complaints_pending 0.0" in metrics
 
     # The killed worker was mid-chunk: a surviving worker got that chunk again.
     survivors = processes.log("worker-1") + processes.log("worker-2")
