@@ -72,7 +72,7 @@ def main() -> None:
     print("|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['post_seconds']:.2f} | {r['analysed_per_second']:.0f} |")
-    print(f"\nonnx-int8 / none analysed/s ratio: {ratio:.2f}; peak RSS of the process: {peak_mb:.0f} MB")
+    print(f"\nonnx-int8 / none analysed/s: {ratio:.2f}; peak RSS of the process: {peak_mb:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -57,9 +57,7 @@ class SimilarityTopic:
             raise ValueError(f"a topic needs at least {MIN_EXAMPLES} examples, got {len(examples)}")
         total = examples.sum(axis=0)
         self.centroid_ = _unit(total).astype(np.float32)
-        leave_one_out = np.array(
-            [float(e @ _unit(total - e)) for e in examples], dtype=np.float32
-        )
+        leave_one_out = np.array([float(e @ _unit(total - e)) for e in examples], dtype=np.float32)
         negative_scores = negatives @ self.centroid_ if len(negatives) else np.zeros(0)
         self.threshold_ = self._best_threshold(leave_one_out, negative_scores)
         spread = np.concatenate([leave_one_out, negative_scores])

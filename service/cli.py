@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from service.core.config import get_settings
-from service.themes.commands import discover
 from service.tenants.models import Role
+from service.themes.commands import discover
 
 app = typer.Typer(help="Sawt: citizens' complaints → signals.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -325,7 +325,11 @@ app.command("discover")(discover)
 
 def main() -> None:
     for plugin in entry_points(group="sawt.cli"):
-        command = plugin.load()
+        try:
+            command = plugin.load()
+        except ImportError as exc:  # e.g. a serving-only install without training's extras
+            err.print(f"[yellow]warning:[/yellow] `sawt {plugin.name}` unavailable: {exc}")
+            continue
         app.add_typer(command, name=plugin.name)
     app()
 

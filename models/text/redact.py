@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import phonenumbers
@@ -88,29 +88,57 @@ _DASHES = frozenset("\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d")
 _SEPARATORS = " .-"
 
 
-def _shadow(text: str) -> tuple[str, list[int]]:
+def _shadow_char(char: str) -> str | None:
+    """The detection form of one character; None drops it (invisible format characters)."""
+    category = unicodedata.category(char)
+    if category == "Cf":
+        return None
+    if not char.isascii():
+        if char.isdecimal():
+            return str(unicodedata.decimal(char))
+        if category == "Zs":
+            return " "
+        if char in _DASHES:
+            return "-"
+        if char == "\uff0b":
+            return "+"
+    return char
+
+
+# Every Basic Multilingual Plane character whose detection form differs, as one translate table
+# (one-to-one, so positions do not move) plus the set of characters that are dropped.
+_BMP_TABLE: dict[int, str] = {}
+_BMP_DROPPED: set[str] = set()
+for _code in range(0x80, 0x10000):
+    _char = chr(_code)
+    _form = _shadow_char(_char)
+    if _form is None:
+        _BMP_DROPPED.add(_char)
+    elif _form != _char:
+        _BMP_TABLE[_code] = _form
+_FAST_PATH_BLOCKER = re.compile(
+    "[" + "".join(re.escape(c) for c in sorted(_BMP_DROPPED)) + "\U00010000-\U0010ffff]"
+)
+
+
+def _shadow(text: str) -> tuple[str, Sequence[int]]:
     """Return a detection copy of ``text`` and, per copy character, its index in ``text``.
 
     Invisible format characters are dropped, any decimal digit becomes ASCII, any space becomes
     `` `` and dashes become ``-``, so one set of ASCII patterns covers every way of typing.
+    Texts with nothing to drop (nearly all) take a one-to-one `str.translate`.
     """
+    if text.isascii():
+        return text, range(len(text))
+    if not _FAST_PATH_BLOCKER.search(text):
+        return text.translate(_BMP_TABLE), range(len(text))
     chars: list[str] = []
     index: list[int] = []
     for position, char in enumerate(text):
-        category = unicodedata.category(char)
-        if category == "Cf":
-            continue
-        if not char.isascii():
-            if char.isdecimal():
-                char = str(unicodedata.decimal(char))
-            elif category == "Zs":
-                char = " "
-            elif char in _DASHES:
-                char = "-"
-            elif char == "\uff0b":
-                char = "+"
-        chars.append(char)
-        index.append(position)
+        form = _shadow_char(char)
+        if form is not None:
+            chars.append(form)
+            index.append(position)
     return "".join(chars), index
 
 

@@ -13,8 +13,8 @@ import numpy as np
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.pipeline import Analysis as PipelineAnalysis
 from models.custom_topics import TopicPrototype
+from models.pipeline import Analysis as PipelineAnalysis
 from models.pipeline import AnalysisPipeline
 from service.batches.models import Batch, BatchStatus
 from service.complaints.models import Analysis, AnalysisTopic, Complaint, ComplaintStatus

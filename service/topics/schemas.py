@@ -12,7 +12,9 @@ Example = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, 
 
 
 class CustomTopicCreate(BaseModel):
-    id: TopicId = Field(description="Topic id: lowercase letters, digits and _, e.g. `school_meals`")
+    id: TopicId = Field(
+        description="Topic id: lowercase letters, digits and _, e.g. `school_meals`"
+    )
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
     examples: list[Example] = Field(

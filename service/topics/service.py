@@ -80,7 +80,9 @@ def delete_custom_topic(session: Session, *, tenant_id: int, topic_id: str) -> b
     return deleted is not None
 
 
-def prototypes(session: Session, *, tenant_id: int, encoder_version: str | None) -> list[TopicPrototype]:
+def prototypes(
+    session: Session, *, tenant_id: int, encoder_version: str | None
+) -> list[TopicPrototype]:
     """A tenant's topics ready for scoring; those made with another encoder are skipped."""
     return [
         TopicPrototype(

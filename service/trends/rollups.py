@@ -49,7 +49,8 @@ def _grouped(session: Session, topic: Any, with_topics: bool) -> Select[Any]:
     ).join(Complaint, Complaint.id == Analysis.complaint_id)
     if with_topics:
         query = query.join(AnalysisTopic, AnalysisTopic.analysis_id == Analysis.id)
-    return query.group_by(*dims)
+    # Ordered by the key, so concurrent workers take row locks in one order (no deadlocks).
+    return query.group_by(*dims).order_by(*dims)
 
 
 def _upsert(session: Session, query: Select[Any]) -> None:

@@ -32,7 +32,9 @@ def test_discovery_reuses_stored_embeddings_and_keeps_theme_ids(
     second = client.post("/v1/themes/discover", headers=auth(owner)).json()
     first_ids = {t["theme_id"] for t in run["themes"]}
     second_ids = {t["theme_id"] for t in second["themes"]}
-    assert len(first_ids & second_ids) >= 0.8 * len(first_ids), "refit on the same data renamed themes"
+    assert len(first_ids & second_ids) >= 0.8 * len(first_ids), (
+        "refit on the same data renamed themes"
+    )
     assert not any(t["is_new"] for t in second["themes"] if t["theme_id"] in first_ids)
 
     assert client.get("/v1/themes", headers=auth(owner)).json()["run_id"] == second["run_id"]

@@ -47,7 +47,9 @@ def test_custom_topic_is_scored_on_new_complaints_of_its_tenant_only(
         batch = client.post("/v1/batches", json={"complaints": texts}, headers=auth(key)).json()
         wait_for_batch(client, batch["id"], key)
         rows = client.get(f"/v1/batches/{batch['id']}/results", headers=auth(key)).json()["items"]
-        tagged = {r["external_id"] for r in rows if "school_meals" in {t["id"] for t in r["topics"]}}
+        tagged = {
+            r["external_id"] for r in rows if "school_meals" in {t["id"] for t in r["topics"]}
+        }
         if key == owner:
             assert tagged == {"m0", "m1"}
         else:
