@@ -175,6 +175,38 @@ def db_upgrade() -> None:
     err.print(f"database at revision {current_revision(engine)}")
 
 
+# -- retention -------------------------------------------------------------------------------
+@app.command()
+def purge(
+    older_than: Annotated[
+        int, typer.Option(min=1, help="Delete complaints received more than DAYS days ago")
+    ],
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant (default: all)")] = None,
+) -> None:
+    """Delete old complaints with their analyses, topics, batch items and corrections;
+    trend rollups are recounted for the tenants touched."""
+    from service.complaints.retention import purge_complaints
+    from service.core.db import session_scope
+    from service.tenants.service import get_tenant_by_name
+
+    cutoff = datetime.now(UTC) - timedelta(days=older_than)
+    with session_scope(_session_factory()) as session:
+        tenant_id = None
+        if tenant is not None:
+            found = get_tenant_by_name(session, name=tenant)
+            if found is None:
+                err.print(f"[red]error:[/red] no tenant named {tenant}")
+                raise typer.Exit(1)
+            tenant_id = found.id
+        counts = purge_complaints(session, received_before=cutoff, tenant_id=tenant_id)
+    err.print(f"purged complaints received before {cutoff:%Y-%m-%d %H:%M} UTC")
+    print(
+        f"complaints={counts.complaints} analyses={counts.analyses} "
+        f"topic_rows={counts.topic_rows} batch_items={counts.batch_items} "
+        f"label_corrections={counts.label_corrections} tenants={len(counts.tenants)}"
+    )
+
+
 # -- models ----------------------------------------------------------------------------------
 def _registry() -> Any:
     from models.registry import Registry

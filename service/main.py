@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from service.alerts.router import router as alerts_router
 from service.analysis.router import router as analysis_router
 from service.api.context import AppContext
+from service.audit.router import router as audit_router
 from service.batches.router import router as batches_router
 from service.complaints.list_router import router as complaint_list_router
 from service.complaints.router import router as complaints_router
@@ -21,6 +22,7 @@ from service.core.db import make_engine, make_session_factory
 from service.core.loading import load_pipeline, make_registry
 from service.core.logging import RequestContextMiddleware, configure_logging
 from service.core.migrate import check_schema, upgrade
+from service.core.security_headers import SecurityHeadersMiddleware
 from service.dashboard.router import router as dashboard_router
 from service.ops.metrics import router as metrics_router
 from service.ops.router import router as ops_router
@@ -109,6 +111,7 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True) -
         return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
 
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     for router in (
         ops_router,
         metrics_router,
@@ -122,6 +125,7 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True) -
         alerts_router,
         reports_router,
         dashboard_router,
+        audit_router,
     ):
         app.include_router(router)
     return app

@@ -21,8 +21,9 @@ from training import reports
 from training.config import SentimentConfig, TopicsConfig, TrainConfig, load_config
 from training.evaluate import SENTIMENT_PRIMARY, TOPICS_PRIMARY, EvaluationData, evaluate
 
-train_app = typer.Typer(help="Train a model and publish it as a new registry version.",
-                        no_args_is_help=True)
+train_app = typer.Typer(
+    help="Train a model and publish it as a new registry version.", no_args_is_help=True
+)
 evaluate_app = typer.Typer(
     help="Evaluate a registry version on held-out test splits; writes reports into it.",
     no_args_is_help=True,
@@ -52,8 +53,7 @@ def comparison_versions(
     metas = registry.versions(task)
     created = next((m.created_at for m in metas if m.version == version), None)
     older = [
-        m for m in metas
-        if m.version != version and (created is None or m.created_at <= created)
+        m for m in metas if m.version != version and (created is None or m.created_at <= created)
     ]
     promoted = registry.promoted_version(task)
     names = [m.version for m in older]
@@ -127,8 +127,12 @@ def _corrections(task: str, config: TrainConfig, data: EvaluationData, url: str 
 
 
 def model_card(
-    task: str, model: Any, config: TrainConfig, report: dict[str, Any],
-    training_data: list[dict[str, Any]], evaluation_md: str,
+    task: str,
+    model: Any,
+    config: TrainConfig,
+    report: dict[str, Any],
+    training_data: list[dict[str, Any]],
+    evaluation_md: str,
 ) -> str:
     corrections = report.get("corrections", 0)
     rows = [[str(d["corpus"]), str(d.get("licence", "")), str(d["rows"])] for d in training_data]
@@ -163,7 +167,7 @@ def model_card(
 
 Hyper-parameters, member weights and thresholds were chosen on {selection}; test splits were
 used once, for the numbers below. Analyst corrections in the training data: **{corrections}**
-(training only, never in a dev or test split). Training took {report['fit_seconds']:.0f} s on
+(training only, never in a dev or test split). Training took {report["fit_seconds"]:.0f} s on
 this machine's CPU (embeddings cached; encoding not included), seed {config.seed}.
 
 ## Training data
@@ -217,9 +221,12 @@ def train_task(
             )
         if sentiment_data.augmented:
             training_data.append(
-                {"corpus": "arabizi transliterations (augmentation)",
-                 "licence": "derived from the Arabic-script Darija rows above",
-                 "splits": ["train"], "rows": sentiment_data.augmented}
+                {
+                    "corpus": "arabizi transliterations (augmentation)",
+                    "licence": "derived from the Arabic-script Darija rows above",
+                    "splits": ["train"],
+                    "rows": sentiment_data.augmented,
+                }
             )
     else:
         topics_data = load_topics_data(config, data.cache, seed=data.seed, corrections=corrections)
@@ -230,8 +237,12 @@ def train_task(
         ]
     if report.get("corrections"):
         training_data.append(
-            {"corpus": "corrections", "licence": "analysts' labels on stored complaints",
-             "splits": ["train"], "rows": int(report["corrections"])}
+            {
+                "corpus": "corrections",
+                "licence": "analysts' labels on stored complaints",
+                "splits": ["train"],
+                "rows": int(report["corrections"]),
+            }
         )
     report["train_seconds_total"] = round(time.perf_counter() - started, 1)
     _say("evaluating on held-out test splits")
@@ -241,8 +252,9 @@ def train_task(
         return model, metrics, None
     others, other_versions = compare(registry, task, None, data)
     version = f"{model.kind}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-    evaluation_md = reports.evaluation_markdown(task, version, evaluation, others, other_versions,
-                                                [])
+    evaluation_md = reports.evaluation_markdown(
+        task, version, evaluation, others, other_versions, []
+    )
     card = model_card(task, model, config, report, training_data, evaluation_md)
     meta = registry.publish(
         model,
@@ -256,8 +268,9 @@ def train_task(
     )
     directory = registry.path(task, meta.version)
     config.save(directory / CONFIG_FILE)
-    markdown = reports.write_reports(directory, task, meta.version, evaluation, others,
-                                     other_versions)
+    markdown = reports.write_reports(
+        directory, task, meta.version, evaluation, others, other_versions
+    )
     card_path = directory / "README.md"
     card_path.write_text(
         reports.with_evaluation_section(card_path.read_text(encoding="utf-8"), markdown),
@@ -281,8 +294,9 @@ def evaluate_version(
     evaluation = evaluate(model, task, data)
     others, other_versions = compare(registry, task, meta.version, data)
     directory = registry.path(task, meta.version)
-    markdown = reports.write_reports(directory, task, meta.version, evaluation, others,
-                                     other_versions)
+    markdown = reports.write_reports(
+        directory, task, meta.version, evaluation, others, other_versions
+    )
     card_path = directory / "README.md"
     card = card_path.read_text(encoding="utf-8") if card_path.exists() else f"# {task}\n"
     card_path.write_text(reports.with_evaluation_section(card, markdown), encoding="utf-8")
@@ -321,9 +335,16 @@ def _config(task: str, config_file: Path | None, seed: int | None, corrections: 
 
 
 def _run_training(
-    task: str, config_file: Path | None, seed: int | None, with_corrections: bool,
-    registry: Path | None, data_dir: Path | None, no_publish: bool, no_promote: bool,
-    force: bool, database_url: str | None,
+    task: str,
+    config_file: Path | None,
+    seed: int | None,
+    with_corrections: bool,
+    registry: Path | None,
+    data_dir: Path | None,
+    no_publish: bool,
+    no_promote: bool,
+    force: bool,
+    database_url: str | None,
 ) -> None:
     from training.fit import EmbeddingCache
 
@@ -331,38 +352,84 @@ def _run_training(
     config = _config(task, config_file, seed, with_corrections)
     data = EvaluationData(EmbeddingCache(variant=config.encoder_variant), data_dir)
     _, metrics, meta = train_task(
-        task, config, registry=Registry(registry), data=data, publish=not no_publish,
-        promote=not no_promote, force=force, database_url=database_url,
+        task,
+        config,
+        registry=Registry(registry),
+        data=data,
+        publish=not no_publish,
+        promote=not no_promote,
+        force=force,
+        database_url=database_url,
     )
-    print(json.dumps({PRIMARY[task]: metrics[PRIMARY[task]],
-                      "targets": metrics["targets"],
-                      "version": meta.version if meta else None}, indent=2))
+    print(
+        json.dumps(
+            {
+                PRIMARY[task]: metrics[PRIMARY[task]],
+                "targets": metrics["targets"],
+                "version": meta.version if meta else None,
+            },
+            indent=2,
+        )
+    )
 
 
 @train_app.command("sentiment")
 def train_sentiment(
-    with_corrections: WithCorrections = False, seed: Seed = None, config: ConfigFile = None,
-    registry: RegistryRoot = None, data_dir: DataDir = None, no_publish: NoPublish = False,
-    no_promote: NoPromote = False, force: Force = False, database_url: DatabaseUrl = None,
+    with_corrections: WithCorrections = False,
+    seed: Seed = None,
+    config: ConfigFile = None,
+    registry: RegistryRoot = None,
+    data_dir: DataDir = None,
+    no_publish: NoPublish = False,
+    no_promote: NoPromote = False,
+    force: Force = False,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Sentiment head on the shared encoder (+ char n-gram ensemble), selected on dev splits."""
-    _run_training("sentiment", config, seed, with_corrections, registry, data_dir, no_publish,
-                  no_promote, force, database_url)
+    _run_training(
+        "sentiment",
+        config,
+        seed,
+        with_corrections,
+        registry,
+        data_dir,
+        no_publish,
+        no_promote,
+        force,
+        database_url,
+    )
 
 
 @train_app.command("topics")
 def train_topics(
-    with_corrections: WithCorrections = False, seed: Seed = None, config: ConfigFile = None,
-    registry: RegistryRoot = None, data_dir: DataDir = None, no_publish: NoPublish = False,
-    no_promote: NoPromote = False, force: Force = False, database_url: DatabaseUrl = None,
+    with_corrections: WithCorrections = False,
+    seed: Seed = None,
+    config: ConfigFile = None,
+    registry: RegistryRoot = None,
+    data_dir: DataDir = None,
+    no_publish: NoPublish = False,
+    no_promote: NoPromote = False,
+    force: Force = False,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Multi-label topic head on the seed set (+ char n-gram ensemble), tuned by CV in train."""
-    _run_training("topics", config, seed, with_corrections, registry, data_dir, no_publish,
-                  no_promote, force, database_url)
+    _run_training(
+        "topics",
+        config,
+        seed,
+        with_corrections,
+        registry,
+        data_dir,
+        no_publish,
+        no_promote,
+        force,
+        database_url,
+    )
 
 
-def _run_evaluation(task: str, version: str | None, registry: Path | None,
-                    data_dir: Path | None) -> None:
+def _run_evaluation(
+    task: str, version: str | None, registry: Path | None, data_dir: Path | None
+) -> None:
     from training.fit import EmbeddingCache
 
     _load_model_kinds()
@@ -372,8 +439,16 @@ def _run_evaluation(task: str, version: str | None, registry: Path | None,
     data = EvaluationData(EmbeddingCache(variant=variant), data_dir)
     evaluation = evaluate_version(task, meta.version, registry=reg, data=data)
     directory = reg.path(task, meta.version)
-    print(json.dumps({PRIMARY[task]: evaluation[PRIMARY[task]], "targets": evaluation["targets"],
-                      "reports": str(directory / reports.EVALUATION_MD)}, indent=2))
+    print(
+        json.dumps(
+            {
+                PRIMARY[task]: evaluation[PRIMARY[task]],
+                "targets": evaluation["targets"],
+                "reports": str(directory / reports.EVALUATION_MD),
+            },
+            indent=2,
+        )
+    )
 
 
 Version = Annotated[str | None, typer.Option(help="version (default: the promoted one)")]

@@ -33,28 +33,28 @@ class SentimentConfig(_Config):
         description="trainable corpora whose train splits are used (dev splits for selection)",
     )
     encoder_variant: EncoderVariant = Field(
-        "int8", description="the served encoder: heads are trained on what they will be fed"
+        default="int8", description="the served encoder: heads are trained on what they will be fed"
     )
     head: Literal["logreg", "mlp"] = "mlp"
     C_grid: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0])
     hidden: list[int] = Field(default_factory=lambda: [256], description="MLP layer sizes")
     mlp_alpha_grid: list[float] = Field(default_factory=lambda: [1e-4, 1e-3])
     balance: Balance = Field(
-        "corpus",
+        default="corpus",
         description="row weights: `corpus` makes each corpus count equally (as the primary "
         "metric does); `corpus_script_class` also equalises the classes within each corpus x "
         "script group, so that no corpus's label prior (Latin-script afrisenti is 52% neutral) "
         "is learnt as a property of a script; `none`: class-balanced only",
     )
     seed_sentiment: bool = Field(
-        True, description="also train on the seed set's train split (in-domain complaints)"
+        default=True, description="also train on the seed set's train split (in-domain complaints)"
     )
     transliteration_augment: Literal["none", "text", "both"] = Field(
-        "text",
+        default="text",
         description="add Arabizi transliterations of Arabic-script Darija train rows to the "
         "char n-gram member only (`text`), to both members, or not at all",
     )
-    ensemble: bool = Field(True, description="pool with the char n-gram TF-IDF head")
+    ensemble: bool = Field(default=True, description="pool with the char n-gram TF-IDF head")
     weight_grid: list[float] = Field(
         default_factory=lambda: [round(0.1 * i, 1) for i in range(11)],
         description="embedding-head weights tried per script group on dev",
@@ -62,11 +62,13 @@ class SentimentConfig(_Config):
     tfidf_C_grid: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0])
     with_corrections: bool = False
     corrections_weight: float = Field(
-        2.0, gt=0, description="row weight of an analyst's correction (corpus rows average 1)"
+        default=2.0,
+        gt=0,
+        description="row weight of an analyst's correction (corpus rows average 1)",
     )
     seed: int = 0
     max_train_rows: int | None = Field(
-        None, description="subsample the train split (tests and quick runs only)"
+        default=None, description="subsample the train split (tests and quick runs only)"
     )
 
 
@@ -75,13 +77,13 @@ class TopicsConfig(_Config):
 
     task: Literal["topics"] = "topics"
     encoder_variant: EncoderVariant = "int8"
-    C_grid: list[float] = Field(default_factory=lambda: [1.0, 4.0, 16.0])
-    cv: int = Field(5, ge=2, description="folds inside train for C, weights and thresholds")
+    C_grid: list[float] = Field(default_factory=lambda: [4.0, 16.0, 64.0])
+    cv: int = Field(default=5, ge=2, description="folds inside train for C, weights and thresholds")
     ensemble: bool = True
     weight_grid: list[float] = Field(default_factory=lambda: [round(0.1 * i, 1) for i in range(11)])
     tfidf_C_grid: list[float] = Field(default_factory=lambda: [1.0, 4.0, 16.0])
     with_corrections: bool = False
-    corrections_weight: float = Field(2.0, gt=0)
+    corrections_weight: float = Field(default=2.0, gt=0)
     seed: int = 0
     max_train_rows: int | None = None
 
@@ -95,6 +97,8 @@ def load_config(path: Path, task: str) -> TrainConfig:
     data.setdefault("task", task)
     if data["task"] != task:
         raise ValueError(f"{path} is a '{data['task']}' config, not '{task}'")
-    return SentimentConfig.model_validate(data) if task == "sentiment" else (
-        TopicsConfig.model_validate(data)
+    return (
+        SentimentConfig.model_validate(data)
+        if task == "sentiment"
+        else (TopicsConfig.model_validate(data))
     )

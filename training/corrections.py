@@ -124,6 +124,13 @@ def corrections_frame(
                 continue
             record["topics"] = topics
         rows.append(record)
-    columns = ["text", "label" if task == "sentiment" else "topics", "language", "script",
-               "split", "source", "complaint_id"]
+    columns = [
+        "text",
+        "label" if task == "sentiment" else "topics",
+        "language",
+        "script",
+        "split",
+        "source",
+        "complaint_id",
+    ]
     return pd.DataFrame(rows, columns=columns)

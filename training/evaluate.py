@@ -165,7 +165,8 @@ def evaluate_sentiment(model: Any, data: EvaluationData) -> dict[str, Any]:
             results[f"seed_topics/{language}"] = f1_scores(
                 group["sentiment"].to_numpy(), predicted[rows]
             )
-    pooled_truth, pooled_proba = [], []
+    pooled_truth: list[int] = []
+    pooled_proba: list[np.ndarray] = []
     for name in TRAINABLE_SENTIMENT:
         test, proba = proba_by_corpus[name]
         pooled_truth.extend(labels.index(label) for label in test["label"])

@@ -190,14 +190,48 @@ def describe_cache(cache: EmbeddingCache) -> dict[str, Any]:
 # Arabic letter -> Arabizi spellings seen in Moroccan chat (first = most common). Short vowels
 # are unwritten in both, so a consonant skeleton is what Arabizi writers type too ("bzzf").
 ARABIZI: dict[str, tuple[str, ...]] = {
-    "ا": ("a",), "أ": ("a",), "إ": ("i", "a"), "آ": ("a",), "ى": ("a",), "ء": ("",),
-    "ب": ("b",), "ت": ("t",), "ث": ("t", "th"), "ج": ("j", "dj"), "ح": ("7", "h"),
-    "خ": ("kh", "5"), "د": ("d",), "ذ": ("d", "dh"), "ر": ("r",), "ز": ("z",), "س": ("s",),
-    "ش": ("ch", "sh"), "ص": ("s", "ss"), "ض": ("d", "dh"), "ط": ("t", "6"), "ظ": ("d", "dh"),
-    "ع": ("3", "a"), "غ": ("gh", "8"), "ف": ("f",), "ق": ("9", "q", "k"), "ك": ("k",),
-    "ل": ("l",), "م": ("m",), "ن": ("n",), "ه": ("h",), "ة": ("a", "e"), "و": ("o", "w", "ou"),
-    "ي": ("i", "y", "ee"), "ئ": ("i", "y"), "ؤ": ("o",), "ڭ": ("g",), "ڤ": ("v",), "پ": ("p",),
-    "،": (",",), "؟": ("?",), "؛": (";",),
+    "ا": ("a",),
+    "أ": ("a",),
+    "إ": ("i", "a"),
+    "آ": ("a",),
+    "ى": ("a",),
+    "ء": ("",),
+    "ب": ("b",),
+    "ت": ("t",),
+    "ث": ("t", "th"),
+    "ج": ("j", "dj"),
+    "ح": ("7", "h"),
+    "خ": ("kh", "5"),
+    "د": ("d",),
+    "ذ": ("d", "dh"),
+    "ر": ("r",),
+    "ز": ("z",),
+    "س": ("s",),
+    "ش": ("ch", "sh"),
+    "ص": ("s", "ss"),
+    "ض": ("d", "dh"),
+    "ط": ("t", "6"),
+    "ظ": ("d", "dh"),
+    "ع": ("3", "a"),
+    "غ": ("gh", "8"),
+    "ف": ("f",),
+    "ق": ("9", "q", "k"),
+    "ك": ("k",),
+    "ل": ("l",),
+    "م": ("m",),
+    "ن": ("n",),
+    "ه": ("h",),
+    "ة": ("a", "e"),
+    "و": ("o", "w", "ou"),
+    "ي": ("i", "y", "ee"),
+    "ئ": ("i", "y"),
+    "ؤ": ("o",),
+    "ڭ": ("g",),
+    "ڤ": ("v",),
+    "پ": ("p",),
+    "،": (",",),
+    "؟": ("?",),
+    "؛": (";",),
 }
 
 
@@ -413,22 +447,26 @@ def fit_embedding_sentiment(
         started = time.perf_counter()
         head = EmbeddingSentimentClassifier(
             random_state=config.seed, class_weight=class_weight, **params
-        ).fit(
-            train.embeddings, labels, sample_weight=weights
-        )
+        ).fit(train.embeddings, labels, sample_weight=weights)
         scores = per_corpus_macro_f1(data.dev.frame, head.predict(data.dev.embeddings))
         key = json.dumps(params, default=list)
         by_candidate[key] = scores
-        log(f"embedding head {key}: dev mean macro-F1 {scores['mean']:.4f} "
-            f"({time.perf_counter() - started:.0f}s)")
+        log(
+            f"embedding head {key}: dev mean macro-F1 {scores['mean']:.4f} "
+            f"({time.perf_counter() - started:.0f}s)"
+        )
         if scores["mean"] > best[0]:
             best = (scores["mean"], head, params)
+    if best[1] is None:
+        raise ValueError("no embedding-head candidate to fit: C_grid / mlp_alpha_grid is empty")
     head = best[1]
-    assert head is not None
     truth = _label_index(head.labels_, data.dev.frame["label"].tolist())
     head.temperature_ = fit_temperature(head.decision_function(data.dev.embeddings), truth)
-    return head, {"dev_by_params": by_candidate, "chosen": best[2],
-                  "temperature": round(head.temperature_, 4)}
+    return head, {
+        "dev_by_params": by_candidate,
+        "chosen": best[2],
+        "temperature": round(head.temperature_, 4),
+    }
 
 
 def fit_tfidf_sentiment(
@@ -464,8 +502,10 @@ def fit_tfidf_sentiment(
         calibration_labels=data.dev.frame["label"].tolist(),
         classifier=fitted[best_c],
     )
-    log(f"tfidf member: C={best_c}, dev mean macro-F1 {by_c[str(best_c)]['mean']:.4f} "
-        f"({time.perf_counter() - started:.0f}s)")
+    log(
+        f"tfidf member: C={best_c}, dev mean macro-F1 {by_c[str(best_c)]['mean']:.4f} "
+        f"({time.perf_counter() - started:.0f}s)"
+    )
     return model, {"C": best_c, "dev_by_C": by_c}
 
 
@@ -521,12 +561,16 @@ def fit_sentiment(
         dev_text = per_corpus_macro_f1(data.dev.frame, text_head.predict(data.dev.prepared))
         report["text_head"] = {**text_report, "dev": dev_text}
         report["ensemble"] = {
-            "arabic_weight": arabic_w, "latin_weight": latin_w,
-            "temperature": round(temperature, 4), "dev": dev_ensemble,
+            "arabic_weight": arabic_w,
+            "latin_weight": latin_w,
+            "temperature": round(temperature, 4),
+            "dev": dev_ensemble,
             "dev_by_weights": grid_scores,
         }
-        log(f"dev mean macro-F1: embedding {dev_head['mean']:.4f}, tfidf {dev_text['mean']:.4f},"
-            f" ensemble {dev_ensemble['mean']:.4f} (w_arab={arabic_w}, w_latn={latin_w})")
+        log(
+            f"dev mean macro-F1: embedding {dev_head['mean']:.4f}, tfidf {dev_text['mean']:.4f},"
+            f" ensemble {dev_ensemble['mean']:.4f} (w_arab={arabic_w}, w_latn={latin_w})"
+        )
         if dev_ensemble["mean"] >= dev_head["mean"]:
             model = ensemble
     report["chosen"] = model.kind
@@ -623,8 +667,10 @@ def fit_topics(
             by_weight[str(weight)] = round(score, 4)
             if score > best_score:
                 best_weight, best_score, best_thresholds_ = weight, score, pooled_thresholds
-        log(f"topics ensemble: weight {best_weight} cv macro-F1 {best_score:.4f} "
-            f"(embedding alone {cv_head:.4f})")
+        log(
+            f"topics ensemble: weight {best_weight} cv macro-F1 {best_score:.4f} "
+            f"(embedding alone {cv_head:.4f})"
+        )
         report["text_head"] = {"C": text_c, "cv_macro_f1_by_C": text_by_c}
         report["ensemble"] = {"weight": best_weight, "cv_macro_f1_by_weight": by_weight}
         if best_score > cv_head:
@@ -634,8 +680,15 @@ def fit_topics(
             model = EnsembleTopicClassifier(
                 head, text_head, best_weight, [float(t) for t in best_thresholds_]
             )
-    report["cv_macro_f1"] = round(max(cv_head, report.get("ensemble", {}).get(
-        "cv_macro_f1_by_weight", {}).get(str(report.get("ensemble", {}).get("weight")), 0.0)), 4)
+    report["cv_macro_f1"] = round(
+        max(
+            cv_head,
+            report.get("ensemble", {})
+            .get("cv_macro_f1_by_weight", {})
+            .get(str(report.get("ensemble", {}).get("weight")), 0.0),
+        ),
+        4,
+    )
     report["chosen"] = model.kind
     report["train_rows"] = len(data.train)
     report["corrections"] = data.corrections

@@ -60,8 +60,13 @@ def confusion_pngs(evaluation: dict[str, Any], directory: Path) -> list[Path]:
         for i in range(counts.shape[0]):
             for j in range(counts.shape[1]):
                 ax.text(
-                    j, i, f"{int(counts[i, j])}\n{shares[i, j]:.0%}", ha="center", va="center",
-                    color="white" if shares[i, j] > 0.6 else "black", fontsize=8,
+                    j,
+                    i,
+                    f"{int(counts[i, j])}\n{shares[i, j]:.0%}",
+                    ha="center",
+                    va="center",
+                    color="white" if shares[i, j] > 0.6 else "black",
+                    fontsize=8,
                 )
         ax.set_xticks(range(len(labels)), labels, fontsize=8)
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
@@ -81,17 +86,28 @@ def _sentiment_rows(evaluation: dict[str, Any]) -> list[list[str]]:
     for group, scores in evaluation["test"].items():
         if "macro_f1" not in scores:
             continue
-        rows.append([
-            group, str(scores["n"]), _fmt(scores["macro_f1"]), _fmt(scores["weighted_f1"]),
-            _fmt(scores.get("ece")), "train+test" if scores.get("trainable") else "evaluation only",
-        ])
+        rows.append(
+            [
+                group,
+                str(scores["n"]),
+                _fmt(scores["macro_f1"]),
+                _fmt(scores["weighted_f1"]),
+                _fmt(scores.get("ece")),
+                "train+test" if scores.get("trainable") else "evaluation only",
+            ]
+        )
     return rows
 
 
 def _targets(evaluation: dict[str, Any]) -> str:
     rows = [
-        [t["group"], t["metric"], f"{t['target']:.2f}", _fmt(t["value"]),
-         "met" if t["met"] else "NOT met"]
+        [
+            t["group"],
+            t["metric"],
+            f"{t['target']:.2f}",
+            _fmt(t["value"]),
+            "met" if t["met"] else "NOT met",
+        ]
         for t in evaluation.get("targets", [])
     ]
     return table(rows, ["group", "metric", "target", "value", ""])
@@ -101,38 +117,57 @@ def side_by_side(
     task: str, evaluation: dict[str, Any], others: dict[str, dict[str, Any] | None]
 ) -> str:
     """This version next to each named other (previous version, baseline) per test group."""
-    names = [name for name, other in others.items() if other is not None]
+    present = {name: other for name, other in others.items() if other is not None}
+    names = list(present)
     header = ["test set", "metric", "this", *names]
     rows: list[list[str]] = []
     if task == "sentiment":
         primary = "macro_f1_mean"
-        rows.append(["primary", primary, _fmt(evaluation[primary]),
-                     *(_fmt(others[n].get(primary)) for n in names)])  # type: ignore[union-attr]
+        rows.append(
+            [
+                "primary",
+                primary,
+                _fmt(evaluation[primary]),
+                *(_fmt(present[n].get(primary)) for n in names),
+            ]
+        )
         for group, scores in evaluation["test"].items():
             for metric in ("macro_f1", "weighted_f1"):
                 if metric in scores:
-                    values = [
-                        _fmt(others[n]["test"].get(group, {}).get(metric))  # type: ignore[index]
-                        for n in names
-                    ]
+                    values = [_fmt(present[n]["test"].get(group, {}).get(metric)) for n in names]
                     rows.append([group, metric, _fmt(scores[metric]), *values])
-        rows.append(["pooled trainable tests", "ECE", _fmt(evaluation["calibration"]["ece"]),
-                     *(_fmt(others[n].get("calibration", {}).get("ece")) for n in names)])  # type: ignore[union-attr]
+        rows.append(
+            [
+                "pooled trainable tests",
+                "ECE",
+                _fmt(evaluation["calibration"]["ece"]),
+                *(_fmt(present[n].get("calibration", {}).get("ece")) for n in names),
+            ]
+        )
     else:
+
         def pick(ev: dict[str, Any], part: str, metric: str) -> Any:
-            node = ev["test"]["overall"] if part == "overall" else ev["test"]["per_language"].get(
-                part, {}
+            node = (
+                ev["test"]["overall"]
+                if part == "overall"
+                else ev["test"]["per_language"].get(part, {})
             )
             return node.get(metric)
 
         parts = ["overall", *evaluation["test"]["per_language"]]
         for part in parts:
             for metric in ("macro_f1", "micro_f1"):
-                rows.append([part, metric, _fmt(pick(evaluation, part, metric)),
-                             *(_fmt(pick(others[n], part, metric)) for n in names)])  # type: ignore[arg-type]
+                rows.append(
+                    [
+                        part,
+                        metric,
+                        _fmt(pick(evaluation, part, metric)),
+                        *(_fmt(pick(present[n], part, metric)) for n in names),
+                    ]
+                )
         for topic, scores in evaluation["test"]["overall"]["per_topic"].items():
             values = [
-                _fmt(others[n]["test"]["overall"]["per_topic"].get(topic, {}).get("f1"))  # type: ignore[index]
+                _fmt(present[n]["test"]["overall"]["per_topic"].get(topic, {}).get("f1"))
                 for n in names
             ]
             rows.append([f"topic {topic}", "f1", _fmt(scores["f1"]), *values])
@@ -155,8 +190,10 @@ def evaluation_markdown(
             f"ECE {evaluation['calibration']['ece']:.3f}, log-loss "
             f"{evaluation['calibration']['log_loss']:.3f} (n = {evaluation['calibration']['n']}).",
             "",
-            table(_sentiment_rows(evaluation),
-                  ["test set", "n", "macro-F1", "weighted-F1", "ECE", "use"]),
+            table(
+                _sentiment_rows(evaluation),
+                ["test set", "n", "macro-F1", "weighted-F1", "ECE", "use"],
+            ),
         ]
         proxy = evaluation["test"].get("complaints_social_media (proxy)")
         if proxy:

@@ -250,8 +250,12 @@ class EmbeddingTopicClassifier:
         self.max_iter = max_iter
 
     def get_params(self) -> dict[str, Any]:
-        return {"C": self.C, "cv": self.cv, "random_state": self.random_state,
-                "max_iter": self.max_iter}
+        return {
+            "C": self.C,
+            "cv": self.cv,
+            "random_state": self.random_state,
+            "max_iter": self.max_iter,
+        }
 
     def _fit_weights(self, x: FloatArray, y: npt.NDArray[np.int8]) -> tuple[FloatArray, FloatArray]:
         weights = np.zeros((x.shape[1], y.shape[1]))

@@ -17,7 +17,14 @@ from service.alerts.themes import (
 )
 from service.api.deps import PrincipalDep, SessionDep, SettingsDep
 from service.tenants.models import Role
-from service.trends.router import READ_ERRORS, FiltersDep, cached_json, invalid
+from service.trends.router import (
+    EARLIEST_DATE,
+    LATEST_DATE,
+    READ_ERRORS,
+    FiltersDep,
+    cached_json,
+    invalid,
+)
 from service.trends.schemas import Granularity
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
@@ -63,6 +70,8 @@ def get_alerts(
         float, Query(ge=0, le=1, description="Smallest rise in share negative worth testing")
     ] = 0.05,
 ) -> Response:
+    if period is not None and not EARLIEST_DATE <= period <= LATEST_DATE:
+        raise invalid("period", f"period must lie between {EARLIEST_DATE} and {LATEST_DATE}")
     resolved = params.resolve(session, principal)
     f = resolved.filters
     if f.date_from is not None or f.date_to is not None:

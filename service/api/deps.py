@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from models.pipeline import AnalysisPipeline
 from service.api.context import AppContext
 from service.core.config import Settings
+from service.core.ratelimit import enforce_rate_limit
 from service.tenants.models import Role
 from service.tenants.service import Principal, authenticate
 
@@ -74,6 +75,7 @@ def get_principal(
             "invalid, revoked or expired API key",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    enforce_rate_limit(context.settings, principal.key_id)
     return principal
 
 

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from service.api.deps import ContextDep, ReaderDep, SessionDep, WriterDep, tenant_scope
+from service.audit.service import record_read
 from service.batches import service
 from service.batches.parsing import ParsedUpload, UploadError, parse_upload
 from service.batches.schemas import (
@@ -255,12 +256,18 @@ def get_results(
     principal: ReaderDep,
     session: SessionDep,
     context: ContextDep,
-    after: Annotated[int, Query(ge=0, description="Return rows after this row number")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=2**31 - 1, description="Return rows after this row number")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, description="Page size (max SAWT_RESULTS_PAGE_MAX)")] = 100,
 ) -> ResultsPage | Response:
     batch = _visible_batch(session, principal, batch_id)
     limit = min(limit, context.settings.results_page_max)
     items, next_after = service.batch_results(session, batch_id=batch.id, after=after, limit=limit)
+    record_read(
+        session, principal, "batch.results", f"batch:{batch.id}?after={after}",
+        tenant_id=batch.tenant_id,
+    )  # fmt: skip
     if "text/csv" in request.headers.get("accept", ""):
         headers = {"X-Next-After": str(next_after)} if next_after is not None else {}
         return Response(_csv(items), media_type="text/csv; charset=utf-8", headers=headers)

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from service.api.deps import PrincipalDep, SessionDep
+from service.audit.service import record_read
 from service.batches.schemas import SentimentPublic, TopicPublic
 from service.complaints.listing import BadCursor, Cursor, ListedComplaint, list_complaints
 from service.tenants.models import Role
@@ -86,4 +87,9 @@ def list_complaints_route(
         items=[_item(r, show_external_id=show) for r in rows],
         next_cursor=next_cursor.encode() if next_cursor else None,
     )
+    ids = resolved.filters.tenant_ids
+    record_read(
+        session, principal, "complaints.list", f"{request.url.path}?{request.url.query}",
+        tenant_id=ids[0] if ids and len(ids) == 1 else None,
+    )  # fmt: skip
     return cached_json(request, page.model_dump_json().encode())

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Path, status
 from sqlalchemy.orm import Session
 
 from service.api.deps import AnalystDep, PipelineDep, ReaderDep, SessionDep, tenant_scope
+from service.audit.service import record_read
 from service.batches.schemas import SentimentPublic, TopicPublic
 from service.batches.service import latest_analyses
 from service.complaints import service
@@ -19,6 +20,8 @@ from service.complaints.schemas import (
 )
 
 router = APIRouter(prefix="/v1/complaints", tags=["complaints"])
+# Ids are INTEGER columns: a larger number cannot exist and would overflow the driver (a 500).
+ComplaintId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The complaint's id")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such complaint for this tenant"}
 }
@@ -55,13 +58,20 @@ def _public(session: Session, complaint: Complaint) -> ComplaintPublic:
 
 
 @router.get("/{complaint_id}", response_model=ComplaintPublic, responses=NOT_FOUND)
-def get_complaint(complaint_id: int, principal: ReaderDep, session: SessionDep) -> ComplaintPublic:
+def get_complaint(
+    complaint_id: ComplaintId, principal: ReaderDep, session: SessionDep
+) -> ComplaintPublic:
     complaint = service.get_complaint(
         session, complaint_id=complaint_id, tenant_id=tenant_scope(principal)
     )
     if complaint is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"complaint {complaint_id} not found")
-    return _public(session, complaint)
+    public = _public(session, complaint)
+    record_read(
+        session, principal, "complaint.read", f"complaint:{complaint.id}",
+        tenant_id=complaint.tenant_id,
+    )  # fmt: skip
+    return public
 
 
 @router.patch(
@@ -71,7 +81,7 @@ def get_complaint(complaint_id: int, principal: ReaderDep, session: SessionDep) 
     summary="Record an analyst's corrected sentiment and/or topics",
 )
 def correct_labels(
-    complaint_id: int,
+    complaint_id: ComplaintId,
     body: LabelCorrectionIn,
     principal: AnalystDep,
     session: SessionDep,

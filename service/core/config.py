@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(default=100_000, ge=1)
     max_analyze_texts: int = Field(default=100, ge=1)
     results_page_max: int = Field(default=1000, ge=1)
+    rate_limit_per_minute: int = Field(
+        default=600, ge=0, description="Requests per minute per API key; 0 turns limits off"
+    )
+    rate_limit_burst: int = Field(
+        default=120, ge=1, description="Requests a key may send at once before being paced"
+    )
     cors_origins: list[str] = Field(default_factory=list, description="CORS closed by default")
     auto_migrate: bool = Field(
         default=True,

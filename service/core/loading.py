@@ -43,8 +43,10 @@ def load_encoder(settings: Settings) -> ServedEncoder | None:
 
         if not onnx.is_exported(model_dir):
             onnx.export_onnx(model_dir, show_progress=False)
-        variant = "int8" if settings.encoder == EncoderBackend.onnx_int8 else "fp32"
-        backend = onnx.OnnxEncoder(model_dir, variant=variant, num_threads=threads)
+        if settings.encoder == EncoderBackend.onnx_int8:
+            backend = onnx.OnnxEncoder(model_dir, variant="int8", num_threads=threads)
+        else:
+            backend = onnx.OnnxEncoder(model_dir, variant="fp32", num_threads=threads)
     return ServedEncoder(backend, f"{Path(model_dir).name}-{settings.encoder.value}")
 
 

@@ -1,5 +1,6 @@
 """Imports every domain's tables so `Base.metadata` (and Alembic) sees the whole schema."""
 
+from service.audit.models import AuditEvent
 from service.batches.models import Batch, BatchItem
 from service.complaints.models import Analysis, AnalysisTopic, Complaint, LabelCorrection
 from service.core.db import Base
@@ -13,6 +14,7 @@ __all__ = [
     "Analysis",
     "AnalysisTopic",
     "ApiKey",
+    "AuditEvent",
     "Base",
     "Batch",
     "BatchItem",

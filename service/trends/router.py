@@ -41,6 +41,12 @@ READ_ERRORS: dict[int | str, dict[str, Any]] = {
 LIST_HELP = "Comma-separated or repeated values; any of them matches"
 
 
+# Bounds keep period arithmetic in range and a day-granularity answer to a sane size.
+EARLIEST_DATE = date(1970, 1, 1)
+LATEST_DATE = date(2999, 12, 31)
+MAX_SPAN_DAYS = 20 * 366
+
+
 def invalid(field: str, message: str, value: Any = None) -> RequestValidationError:
     """A 422 in FastAPI's own shape, so clients parse every validation error alike."""
     return RequestValidationError(
@@ -143,8 +149,13 @@ async def filter_params(
     ] = None,
 ) -> FilterParams:
     """Parsing only, no I/O: async, so it costs no trip through the thread pool."""
+    for name, value in (("from", date_from), ("to", date_to)):
+        if value is not None and not EARLIEST_DATE <= value <= LATEST_DATE:
+            raise invalid(name, f"{name} must lie between {EARLIEST_DATE} and {LATEST_DATE}")
     if date_from is not None and date_to is not None and date_from > date_to:
         raise invalid("from", f"from ({date_from}) is after to ({date_to})", str(date_from))
+    if date_from is not None and date_to is not None and (date_to - date_from).days > MAX_SPAN_DAYS:
+        raise invalid("to", f"a range spans at most {MAX_SPAN_DAYS} days: narrow from/to")
     sentiments = split_values("sentiment", sentiment)
     unknown = [s for s in sentiments if s not in SENTIMENTS]
     if unknown:

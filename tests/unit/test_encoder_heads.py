@@ -18,7 +18,11 @@ from models.heads.tfidf import TfidfSentimentClassifier, TfidfTopicClassifier
 from models.registry import Registry
 
 LABELS = ["negative", "neutral", "positive"]
-WORDS = {"negative": "khayb bzaf mauvais", "neutral": "wach kayn info", "positive": "zwin merci top"}
+WORDS = {
+    "negative": "khayb bzaf mauvais",
+    "neutral": "wach kayn info",
+    "positive": "zwin merci top",
+}
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -31,7 +35,7 @@ def sentiment_set() -> tuple[np.ndarray, list[str], list[str]]:
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 32))
     labels = [LABELS[i % 3] for i in range(150)]
-    x = np.stack([centres[LABELS.index(label)] + rng.normal(scale=1.2, size=32) for label in labels])
+    x = np.stack([centres[LABELS.index(lab)] + rng.normal(scale=1.2, size=32) for lab in labels])
     texts = [f"{WORDS[label]} {i}" for i, label in enumerate(labels)]
     return _unit(x), labels, texts
 
@@ -96,13 +100,14 @@ def test_ensemble_takes_embeddings_and_texts(ensemble, sentiment_set):
 
 def test_ensemble_weights_pick_members(ensemble, sentiment_set):
     x, _, texts = sentiment_set
-    only_embedding = EnsembleSentimentClassifier(ensemble.embedding_head, ensemble.text_head, 1.0, 1.0)
+    members = (ensemble.embedding_head, ensemble.text_head)
+    only_embedding = EnsembleSentimentClassifier(*members, 1.0, 1.0)
     np.testing.assert_allclose(
         only_embedding.predict_proba((x, texts)),
         ensemble.embedding_head.predict_proba(x),
         atol=1e-6,
     )
-    only_text = EnsembleSentimentClassifier(ensemble.embedding_head, ensemble.text_head, 0.0, 0.0)
+    only_text = EnsembleSentimentClassifier(*members, 0.0, 0.0)
     np.testing.assert_allclose(
         only_text.predict_proba((x, texts)), ensemble.text_head.predict_proba(texts), atol=1e-6
     )
@@ -112,15 +117,19 @@ def test_ensemble_round_trips_through_registry(ensemble, sentiment_set, tmp_path
     x, _, texts = sentiment_set
     registry = Registry(tmp_path)
     meta = registry.publish(
-        ensemble, task="sentiment", metrics={"macro_f1_mean": 0.5},
-        primary_metric="macro_f1_mean", promote=True,
+        ensemble,
+        task="sentiment",
+        metrics={"macro_f1_mean": 0.5},
+        primary_metric="macro_f1_mean",
+        promote=True,
     )
     assert "embedding/weights.safetensors" in meta.files
     loaded, loaded_meta = registry.load("sentiment")
     assert loaded_meta.kind == "ensemble-sentiment"
     assert loaded.latin_weight == 0.7
-    np.testing.assert_allclose(loaded.predict_proba((x, texts)), ensemble.predict_proba((x, texts)),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.predict_proba((x, texts)), ensemble.predict_proba((x, texts)), atol=1e-5
+    )
 
 
 @pytest.fixture
@@ -155,7 +164,8 @@ def test_topic_head_multilabel_and_round_trip(topic_set, tmp_path: Path):
 def test_topic_head_requires_examples_for_every_topic(topic_set):
     x, rows, _ = topic_set
     with pytest.raises(ValueError, match="corruption"):
-        EmbeddingTopicClassifier(cv=3).fit(x, rows, labels=["delays", "fees", "praise", "corruption"])
+        labels = ["delays", "fees", "praise", "corruption"]
+        EmbeddingTopicClassifier(cv=3).fit(x, rows, labels=labels)
 
 
 def test_topic_ensemble_round_trip(topic_set, tmp_path: Path):
@@ -168,5 +178,6 @@ def test_topic_ensemble_round_trip(topic_set, tmp_path: Path):
     model.save(tmp_path)
     loaded = EnsembleTopicClassifier.load(tmp_path)
     np.testing.assert_allclose(loaded.thresholds_, [0.4, 0.5, 0.6])
-    np.testing.assert_allclose(loaded.predict_proba((x, texts)), model.predict_proba((x, texts)),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.predict_proba((x, texts)), model.predict_proba((x, texts)), atol=1e-5
+    )

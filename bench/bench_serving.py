@@ -1,0 +1,242 @@
+"""Served model path vs a naive baseline, same texts, same run, same machine.
+
+    python -m bench.bench_serving [--texts 512] [--reps 30] [--registry DIR] [--out FILE]
+
+(a) naive: transformers `AutoModel` in torch fp32, texts batched in arrival order and padded
+    to the longest (no length bucketing), default threads, mean pooling, then the heads;
+(b) served: the ONNX dynamic-int8 encoder (`OnnxEncoder`: length-bucketed batches, intra-op
+    threads = available cores), then the same heads.
+Both paths prepare texts as the pipeline does and run the promoted (or given) sentiment and
+topic versions. Each path runs in its own subprocess so its peak RSS is its own. Reported:
+throughput (texts/s) on all texts, latency p50/p95 for 1 text and for 32 texts, peak RSS, and
+the served/naive throughput ratio. Bounded: a path stops measuring after `--budget-s` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def sample_texts(n: int, seed: int = 0) -> list[str]:
+    """A mix of held-out test texts from every sentiment corpus and the seed set."""
+    from training.baseline import sentiment_frames
+    from training.corpora import load_seed_topics
+
+    rng = np.random.default_rng(seed)
+    pools = []
+    for name, frame in sentiment_frames().items():
+        test = frame[frame["split"] == "test"]["text"].tolist()
+        pools.append((name, test))
+    seed_topics = load_seed_topics()
+    if len(seed_topics):
+        pools.append(("seed", seed_topics[seed_topics["split"] == "test"]["text"].tolist()))
+    per_pool = max(1, n // len(pools))
+    texts: list[str] = []
+    for _, pool in pools:
+        picks = rng.choice(len(pool), size=min(per_pool, len(pool)), replace=False)
+        texts.extend(pool[i] for i in picks)
+    rng.shuffle(texts)
+    return texts[:n]
+
+
+class NaiveEncoder:
+    """What a first implementation does: HF model in fp32, arrival-order padded batches."""
+
+    def __init__(self) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        from models.encoder import build
+
+        directory = build.model_dir()
+        self.tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        self.model = AutoModel.from_pretrained(directory, local_files_only=True).eval()
+        self.torch = torch
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        torch = self.torch
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = ["query: " + t for t in texts[start : start + batch_size]]
+            enc = self.tokenizer(
+                batch, padding=True, truncation=True, max_length=256, return_tensors="pt"
+            )
+            with torch.inference_mode():
+                hidden = self.model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, 384), dtype=np.float32)
+
+
+def run_path(
+    path: str,
+    texts: list[str],
+    reps: int,
+    budget_s: float,
+    registry: Path | None,
+    versions: dict[str, str | None],
+) -> dict[str, Any]:
+    import models.heads.encoder_heads
+    import models.heads.tfidf  # noqa: F401
+    from models.registry import Registry
+    from training.evaluate import head_inputs
+    from training.fit import prepare_texts
+
+    started_load = time.perf_counter()
+    reg = Registry(registry)
+    sentiment, sentiment_meta = reg.load("sentiment", versions.get("sentiment"))
+    topics, topics_meta = reg.load("topics", versions.get("topics"))
+    if path == "naive":
+        encoder: Any = NaiveEncoder()
+    else:
+        from models.encoder import OnnxEncoder
+
+        encoder = OnnxEncoder(variant="int8")
+    load_s = time.perf_counter() - started_load
+
+    def analyse(batch: list[str]) -> None:
+        prepared = prepare_texts(batch)
+        embeddings = encoder.encode(prepared)
+        sentiment.predict_proba(head_inputs(sentiment, prepared, embeddings))
+        topics.predict_proba(head_inputs(topics, prepared, embeddings))
+
+    analyse(texts[:32])  # warm-up
+    started = time.perf_counter()
+    done = 0
+    for start in range(0, len(texts), 256):
+        chunk = texts[start : start + 256]
+        analyse(chunk)
+        done += len(chunk)
+        if time.perf_counter() - started > budget_s:
+            break
+    throughput = done / (time.perf_counter() - started)
+    latency: dict[str, dict[str, float]] = {}
+    rng = np.random.default_rng(1)
+    for size in (1, 32):
+        times = []
+        lat_started = time.perf_counter()
+        for _ in range(reps):
+            picks = rng.choice(len(texts), size=size, replace=False)
+            t0 = time.perf_counter()
+            analyse([texts[i] for i in picks])
+            times.append((time.perf_counter() - t0) * 1000)
+            if time.perf_counter() - lat_started > budget_s / 2:
+                break
+        latency[f"{size}_text{'s' if size > 1 else ''}"] = {
+            "p50_ms": round(float(np.percentile(times, 50)), 1),
+            "p95_ms": round(float(np.percentile(times, 95)), 1),
+            "n": len(times),
+        }
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "path": path,
+        "texts_measured": done,
+        "texts_per_s": round(throughput, 1),
+        "latency": latency,
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "load_s": round(load_s, 1),
+        "sentiment_version": sentiment_meta.version,
+        "topics_version": topics_meta.version,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--texts", type=int, default=512)
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=2, help="naive/served pairs, alternated")
+    parser.add_argument("--budget-s", type=float, default=240.0, help="per path and phase")
+    parser.add_argument("--registry", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--sentiment-version", default=None, help="default: the promoted one")
+    parser.add_argument("--topics-version", default=None, help="default: the promoted one")
+    parser.add_argument("--worker", choices=["naive", "served"], help=argparse.SUPPRESS)
+    parser.add_argument("--texts-file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        texts = json.loads(args.texts_file.read_text(encoding="utf-8"))
+        versions = {"sentiment": args.sentiment_version, "topics": args.topics_version}
+        print(
+            json.dumps(
+                run_path(args.worker, texts, args.reps, args.budget_s, args.registry, versions)
+            )
+        )
+        return 0
+    texts = sample_texts(args.texts)
+    texts_file = Path("/tmp") / f"sawt-bench-texts-{time.time_ns()}.json"
+    texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+    rounds: list[dict[str, Any]] = []
+    try:
+        for _ in range(args.rounds):
+            rounds.append(_one_round(args, texts_file))
+    finally:
+        texts_file.unlink(missing_ok=True)
+    ratios = [r["served"]["texts_per_s"] / r["naive"]["texts_per_s"] for r in rounds]
+    report = {
+        "texts": len(texts),
+        "mean_chars": round(float(np.mean([len(t) for t in texts])), 1),
+        "cores": len(os.sched_getaffinity(0)),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "rounds": rounds,
+        "throughput_ratio_served_vs_naive": [round(r, 2) for r in ratios],
+        "throughput_ratio_median": round(float(np.median(ratios)), 2),
+    }
+    print(json.dumps(report, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _one_round(args: argparse.Namespace, texts_file: Path) -> dict[str, Any]:
+    """naive then served, each in a fresh subprocess (own peak RSS), on the same texts."""
+    results = {}
+    for path in ("naive", "served"):
+        command = [
+            sys.executable,
+            "-m",
+            "bench.bench_serving",
+            "--worker",
+            path,
+            "--texts-file",
+            str(texts_file),
+            "--reps",
+            str(args.reps),
+            "--budget-s",
+            str(args.budget_s),
+        ]
+        if args.registry:
+            command += ["--registry", str(args.registry)]
+        for flag, value in (
+            ("--sentiment-version", args.sentiment_version),
+            ("--topics-version", args.topics_version),
+        ):
+            if value:
+                command += [flag, value]
+        done = subprocess.run(
+            command,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=4 * args.budget_s + 300,
+        )
+        results[path] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(json.dumps(results[path]), file=sys.stderr, flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Audit trail of cross-tenant reads of citizens' complaints."""

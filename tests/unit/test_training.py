@@ -1,0 +1,293 @@
+"""Training: tiny fits publish loadable artifacts; corrections reach training, never tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.heads.encoder_heads import EmbeddingSentimentClassifier
+from models.heads.tfidf import TfidfSentimentClassifier
+from models.registry import Registry
+from service.complaints.models import Complaint, LabelCorrection
+from service.core.db import make_engine, make_session_factory, session_scope
+from service.core.migrate import upgrade
+from service.tenants.models import Role
+from service.tenants.service import create_key
+from training.config import SentimentConfig, TopicsConfig, load_config
+from training.corrections import corrections_frame, load_corrections
+from training.evaluate import EvaluationData, evaluate_topics, head_inputs
+from training.fit import (
+    EmbeddingCache,
+    arabic_to_arabizi,
+    fit_sentiment,
+    fit_topics,
+    load_sentiment_data,
+    load_topics_data,
+    prepare_texts,
+    row_weights,
+)
+
+WORDS = {
+    "negative": ["khayb", "mauvais", "سيء", "3yit", "terrible"],
+    "neutral": ["wach", "info", "متى", "kayn", "question"],
+    "positive": ["zwin", "merci", "مزيان", "top", "great"],
+}
+TOPIC_WORDS = {"delays": "tsnit bzaf retard", "fees": "khlest flous frais", "praise": "merci bravo"}
+
+
+class FakeEncoder:
+    """Deterministic hashed char-trigram vectors: real signal, no model download."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        self.calls += 1
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for row, text in enumerate(texts):
+            padded = f"  {text}  "
+            for i in range(len(padded) - 2):
+                digest = hashlib.md5(padded[i : i + 3].encode()).digest()
+                out[row, digest[0] % 64] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+@pytest.fixture
+def encoder() -> FakeEncoder:
+    return FakeEncoder()
+
+
+@pytest.fixture
+def cache(tmp_path: Path, encoder: FakeEncoder) -> EmbeddingCache:
+    return EmbeddingCache(tmp_path / "emb", encoder_factory=lambda: encoder, show_progress=False)
+
+
+def _rows(corpus: str, split: str, n: int, rng: np.random.Generator) -> list[dict[str, str]]:
+    rows = []
+    for i in range(n):
+        label = ["negative", "neutral", "positive"][i % 3]
+        words = rng.choice(WORDS[label], size=3)
+        rows.append(
+            {
+                "text": f"{' '.join(words)} {corpus} {split} {i}",
+                "label": label,
+                "language": "ary",
+                "script": "Latn",
+                "split": split,
+                "source": corpus,
+            }
+        )
+    return rows
+
+
+@pytest.fixture
+def frames() -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    out = {}
+    for corpus in ("afrisenti_ary", "mac"):
+        rows = [
+            r
+            for split, n in (("train", 60), ("dev", 24), ("test", 24))
+            for r in _rows(corpus, split, n, rng)
+        ]
+        out[corpus] = pd.DataFrame(rows)
+    return out
+
+
+def tiny_sentiment_config(**overrides: object) -> SentimentConfig:
+    values: dict[str, object] = {
+        "corpora": ["afrisenti_ary", "mac"],
+        "head": "logreg",
+        "C_grid": [1.0],
+        "tfidf_C_grid": [1.0],
+        "weight_grid": [0.0, 0.5, 1.0],
+        "seed_sentiment": False,
+        "transliteration_augment": "none",
+    }
+    values.update(overrides)
+    return SentimentConfig.model_validate(values)
+
+
+def test_tiny_sentiment_run_publishes_a_loadable_artifact(frames, cache, encoder, tmp_path):
+    config = tiny_sentiment_config(max_train_rows=80)
+    data = load_sentiment_data(config, cache, frames=frames)
+    assert len(data.train) == 80
+    model, report = fit_sentiment(config, data, log=lambda _: None)
+    assert report["chosen"] in ("ensemble-sentiment", "embedding-sentiment")
+    registry = Registry(tmp_path / "registry")
+    meta = registry.publish(
+        model,
+        task="sentiment",
+        metrics={"macro_f1_mean": 0.5},
+        primary_metric="macro_f1_mean",
+        promote=True,
+    )
+    loaded, _ = registry.load("sentiment", meta.version)
+    texts = prepare_texts(["zwin merci top", "khayb mauvais terrible", "wach kayn info"])
+    embeddings = encoder.encode(texts)
+    expected = model.predict_proba(head_inputs(model, texts, embeddings))
+    np.testing.assert_allclose(
+        loaded.predict_proba(head_inputs(loaded, texts, embeddings)), expected, atol=1e-5
+    )
+    assert list(loaded.predict(head_inputs(loaded, texts, embeddings))) == [
+        "positive",
+        "negative",
+        "neutral",
+    ]
+
+
+def test_embeddings_are_encoded_once_and_cached(frames, cache, encoder):
+    config = tiny_sentiment_config()
+    load_sentiment_data(config, cache, frames=frames)
+    calls = encoder.calls
+    assert calls > 0
+    load_sentiment_data(config, cache, frames=frames)
+    assert encoder.calls == calls
+    assert sorted(p.name for p in cache.directory.glob("*.npy"))[0].startswith("afrisenti_ary-dev-")
+
+
+def test_heads_receive_what_their_input_kind_asks_for(frames):
+    texts = ["zwin", "khayb", "wach"]
+    embeddings = np.eye(3, 8, dtype=np.float32)
+    train = frames["mac"][frames["mac"]["split"] == "train"]
+    tfidf = TfidfSentimentClassifier(min_df=1, calibrate=False).fit(train["text"], train["label"])
+    head = EmbeddingSentimentClassifier().fit(
+        np.random.default_rng(0).normal(size=(60, 8)), train["label"].tolist()
+    )
+    assert head_inputs(tfidf, texts, embeddings) == texts
+    assert head_inputs(head, texts, embeddings) is embeddings
+    with pytest.raises(ValueError, match="needs embeddings"):
+        head_inputs(head, texts, None)
+
+    class Both:
+        input_kind = "embedding+text"
+
+    pair = head_inputs(Both(), texts, embeddings)
+    assert pair[0] is embeddings and pair[1] == texts
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'sawt.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    corrections = [
+        ("zwin bzaf merci l'accueil", "positive", ["praise"]),
+        ("khlest 3 merrat nfs lfactura", "negative", ["fees"]),
+        ("HELD-OUT text that is in a test split", "negative", ["delays"]),
+    ]
+    with session_scope(make_session_factory(engine)) as session:
+        key = create_key(session, role=Role.analyst, pepper="p" * 32)
+        ministry = create_key(session, role=Role.ministry, pepper="p" * 32, tenant_name="t1")
+        from service.batches.models import Batch
+        from service.tenants.models import Tenant
+
+        tenant = session.query(Tenant).filter_by(name=ministry.tenant).one()
+        session.add(Batch(id="b1", tenant_id=tenant.id, source_format="json"))
+        session.flush()
+        for text, sentiment, topics in corrections:
+            complaint = Complaint(tenant_id=tenant.id, batch_id="b1", text=text)
+            session.add(complaint)
+            session.flush()
+            session.add(
+                LabelCorrection(
+                    complaint_id=complaint.id,
+                    sentiment=sentiment,
+                    topics=topics,
+                    corrected_by=key.key_id,
+                )
+            )
+    engine.dispose()
+    return url
+
+
+def test_corrections_go_to_training_and_never_to_test(database, frames, cache):
+    held_out = "HELD-OUT text that is in a test split"
+    frames["mac"].loc[frames["mac"].index[-1], "text"] = held_out  # a test row
+    corrections = load_corrections(database)
+    assert len(corrections) == 3
+    test_texts = [t for f in frames.values() for t in f.loc[f["split"] != "train", "text"]]
+    frame = corrections_frame(
+        corrections,
+        "sentiment",
+        exclude_texts=test_texts,
+        labels=["negative", "neutral", "positive"],
+    )
+    assert len(frame) == 2
+    assert held_out not in set(frame["text"])
+    assert set(frame["split"]) == {"train"}
+
+    config = tiny_sentiment_config(with_corrections=True, corrections_weight=3.0)
+    data = load_sentiment_data(config, cache, frames=frames, corrections=frame)
+    assert data.corrections == 2
+    train_sources = data.train.frame["source"]
+    assert (train_sources == "corrections").sum() == 2
+    assert "corrections" not in set(data.dev.frame["source"])
+    assert held_out not in set(data.train.frame["text"])
+    weights = row_weights(data.train.frame, config.balance, config.corrections_weight)
+    np.testing.assert_allclose(weights[(train_sources == "corrections").to_numpy()], 3.0)
+
+
+def test_topic_corrections_keep_only_known_topics(database):
+    frame = corrections_frame(load_corrections(database), "topics", labels=["fees", "praise"])
+    assert sorted(t for ts in frame["topics"] for t in ts) == ["fees", "praise"]
+
+
+@pytest.fixture
+def seed() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(90):
+        topic = list(TOPIC_WORDS)[i % 3]
+        noise = " ".join(rng.choice(["l", "f", "dyal", "had"], size=2))
+        rows.append(
+            {
+                "text": f"{TOPIC_WORDS[topic]} {noise} {i}",
+                "topics": [topic],
+                "language": ["ar", "fr"][i % 2],
+                "sentiment": "negative",
+                "split": "test" if i % 5 == 0 else "train",
+                "source": "seed",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_tiny_topics_run_trains_on_train_only_and_evaluates(seed, cache, tmp_path, monkeypatch):
+    monkeypatch.setattr("training.baseline.TAXONOMY", ("delays", "fees", "praise"))
+    config = TopicsConfig(C_grid=[4.0], tfidf_C_grid=[4.0], cv=3, weight_grid=[0.0, 0.5, 1.0])
+    data = load_topics_data(config, cache, seed=seed)
+    assert len(data.train) == int((seed["split"] == "train").sum())
+    model, report = fit_topics(config, data, log=lambda _: None)
+    registry = Registry(tmp_path / "registry")
+    meta = registry.publish(
+        model, task="topics", metrics={"macro_f1": report["cv_macro_f1"]}, primary_metric="macro_f1"
+    )
+    loaded, _ = registry.load("topics", meta.version)
+    evaluation = evaluate_topics(loaded, EvaluationData(cache, _seed=seed))
+    assert evaluation["macro_f1"] > 0.8
+    assert set(evaluation["test"]["per_language"]) == {"ar", "fr"}
+    assert evaluation["test"]["overall"]["n"] == int((seed["split"] == "test").sum())
+
+
+def test_config_is_typed_and_round_trips(tmp_path: Path):
+    path = tmp_path / "config.json"
+    tiny_sentiment_config(seed=7).save(path)
+    assert load_config(path, "sentiment") == tiny_sentiment_config(seed=7)
+    path.write_text(json.dumps({"C_gird": [1.0]}))
+    with pytest.raises(ValueError, match="C_gird"):
+        load_config(path, "sentiment")
+    with pytest.raises(ValueError, match="not 'topics'"):
+        tiny_sentiment_config().save(path)
+        load_config(path, "topics")
+
+
+def test_arabizi_transliteration_uses_chat_digits():
+    assert arabic_to_arabizi("عحق") == "379"
+    assert arabic_to_arabizi("واحد") == "wa7d"
