@@ -287,9 +287,9 @@ def _records(handle: TextIO, fmt: str) -> Iterator[tuple[int, dict[str, Any] | s
 def _analyze_stream(
     records: Iterator[tuple[int, dict[str, Any] | str]], out: TextIO, batch_size: int
 ) -> tuple[int, int]:
-    from models.pipeline import AnalysisPipeline
+    from service.core.loading import load_pipeline
 
-    pipeline = AnalysisPipeline.from_registry(_registry())
+    pipeline = load_pipeline(get_settings(), _registry())
     written = failed = 0
     while chunk := list(islice(records, batch_size)):
         valid = []
