@@ -24,6 +24,7 @@ import pandas as pd
 from sqlalchemy import Engine, delete, func, insert, select, text
 
 from service.batches.models import Batch
+from service.batches.service import COMPLAINT_COLUMNS
 from service.core.db import make_engine, make_session_factory, session_scope
 from service.core.migrate import upgrade
 from service.tenants.models import Tenant
@@ -258,26 +259,7 @@ def _seed_complaints(engine: Engine, synth: Synthetic, tenant_ids: list[int]) ->
         )
         for i in range(n)
     ]
-    _copy_rows(
-        engine,
-        "complaints",
-        [
-            "id",
-            "tenant_id",
-            "batch_id",
-            "external_id",
-            "text",
-            "redactions",
-            "channel",
-            "service",
-            "region",
-            "received_at",
-            "created_at",
-            "metadata",
-            "status",
-        ],
-        complaint_rows,
-    )
+    _copy_rows(engine, "complaints", list(COMPLAINT_COLUMNS), complaint_rows)
     del complaint_rows
     analysis_rows = [
         (
