@@ -82,6 +82,11 @@ class TopicsConfig(_Config):
     ensemble: bool = True
     weight_grid: list[float] = Field(default_factory=lambda: [round(0.1 * i, 1) for i in range(11)])
     tfidf_C_grid: list[float] = Field(default_factory=lambda: [1.0, 4.0, 16.0])
+    transliteration_augment: bool = Field(
+        default=True,
+        description="add Arabizi spellings of the Arabic-script Darija train rows to the char "
+        "n-gram member (the encoder is weakest on Latin-script Darija; n-grams need its spellings)",
+    )
     with_corrections: bool = False
     corrections_weight: float = Field(default=2.0, gt=0)
     seed: int = 0

@@ -620,6 +620,25 @@ def load_topics_data(
     return TopicsData(train, list(TAXONOMY), n_corrections)
 
 
+def topic_augmentations(train: Split, seed: int) -> list[tuple[int, str]]:
+    """``(row, Arabizi spelling)`` for each Arabic-script Darija row, for the char n-gram member.
+
+    Latin-script Darija is where the encoder is weakest; its n-gram member learns from these
+    copies the spellings (3/7/9, ch, kh) that Arabizi writers use for the same words.
+    """
+    rng = np.random.default_rng(seed)
+    languages = (
+        train.frame["language"].astype(str).tolist()
+        if "language" in train.frame
+        else ["und"] * len(train)
+    )
+    return [
+        (row, model_input(arabic_to_arabizi(text, rng)))
+        for row, (language, text) in enumerate(zip(languages, train.prepared, strict=True))
+        if language == "ary" and dominant_script(text) == "Arab"
+    ]
+
+
 def _oof_macro_f1(y: npt.NDArray[np.int8], scores: FloatArray) -> tuple[float, FloatArray]:
     thresholds = best_thresholds(y, scores)
     predicted = (scores >= thresholds).astype(np.int8)
@@ -651,11 +670,14 @@ def fit_topics(
     model: Any = head
     if config.ensemble:
         texts = normalize_all(data.train.prepared)
+        augment = (
+            topic_augmentations(data.train, config.seed) if config.transliteration_augment else []
+        )
         text_by_c: dict[str, float] = {}
         text_oof: dict[float, FloatArray] = {}
         for c in config.tfidf_C_grid:
             probe = TfidfTopicClassifier(C=c, cv=config.cv, random_state=config.seed)
-            text_oof[c] = probe._out_of_fold_scores(texts, y)
+            text_oof[c] = probe._out_of_fold_scores(texts, y, augment=augment)
             text_by_c[str(c)] = round(_oof_macro_f1(y, text_oof[c])[0], 4)
             log(f"tfidf topics C={c}: cv macro-F1 {text_by_c[str(c)]:.4f}")
         text_c = max(config.tfidf_C_grid, key=lambda c: text_by_c[str(c)])
@@ -671,12 +693,21 @@ def fit_topics(
             f"topics ensemble: weight {best_weight} cv macro-F1 {best_score:.4f} "
             f"(embedding alone {cv_head:.4f})"
         )
-        report["text_head"] = {"C": text_c, "cv_macro_f1_by_C": text_by_c}
+        report["text_head"] = {
+            "C": text_c,
+            "cv_macro_f1_by_C": text_by_c,
+            "augmented_rows": len(augment),
+        }
         report["ensemble"] = {"weight": best_weight, "cv_macro_f1_by_weight": by_weight}
         if best_score > cv_head:
             text_head = TfidfTopicClassifier(C=text_c, cv=config.cv, random_state=config.seed)
             # its own thresholds are unused by the ensemble; tuned on its out-of-fold scores
-            text_head.fit(data.train.prepared, data.train.frame["topics"].tolist(), labels=labels)
+            text_head.fit(
+                data.train.prepared,
+                data.train.frame["topics"].tolist(),
+                labels=labels,
+                augment=augment,
+            )
             model = EnsembleTopicClassifier(
                 head, text_head, best_weight, [float(t) for t in best_thresholds_]
             )

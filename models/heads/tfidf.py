@@ -260,6 +260,20 @@ class TfidfSentimentClassifier(_TfidfHead):
         return np.asarray(self.labels_, dtype=object)[proba.argmax(axis=1)]
 
 
+def _with_augment(
+    texts: Sequence[str],
+    y: np.ndarray,
+    rows: np.ndarray,
+    augment: Sequence[tuple[int, str]],
+) -> tuple[list[str], np.ndarray]:
+    """`rows` of the data plus the augmented copies of those rows (labels of their source)."""
+    keep = set(int(row) for row in rows)
+    extra = [(row, text) for row, text in augment if row in keep]
+    fold_texts = [texts[i] for i in rows] + [text for _, text in extra]
+    sources = [int(i) for i in rows] + [row for row, _ in extra]
+    return fold_texts, y[sources]
+
+
 def best_thresholds(
     y_true: np.ndarray, scores: np.ndarray, floor: float = 0.05, ceiling: float = 0.95
 ) -> np.ndarray:
@@ -376,8 +390,13 @@ class TfidfTopicClassifier(_TfidfHead):
         labels: Sequence[str] | None = None,
         dev_texts: Sequence[str] | None = None,
         dev_topics: Sequence[Sequence[str]] | None = None,
+        augment: Sequence[tuple[int, str]] | None = None,
     ) -> Self:
-        """``topics``: the topic ids of each text; ``labels`` fixes the column order."""
+        """``topics``: the topic ids of each text; ``labels`` fixes the column order.
+
+        ``augment``: extra ``(source row, text)`` pairs trained with their source row's topics
+        (e.g. Arabizi spellings of Arabic-script Darija), never scored when tuning thresholds.
+        """
         self.labels_ = (
             list(labels) if labels is not None else sorted({t for ts in topics for t in ts})
         )
@@ -390,21 +409,35 @@ class TfidfTopicClassifier(_TfidfHead):
                 f"no training example for topic(s) {missing}; add examples or drop them"
             )
         normalized = normalize_all(texts)
+        extra = [(row, model_input(text)) for row, text in augment or ()]
+        all_rows = np.arange(len(normalized))
         if dev_texts is not None and dev_topics is not None:
-            self.features_, self.classifier_ = self._fit_matrix(normalized, y)
+            self.features_, self.classifier_ = self._fit_matrix(
+                *_with_augment(normalized, y, all_rows, extra)
+            )
             self.thresholds_ = best_thresholds(
                 self._indicator(dev_topics, self.labels_), self.predict_proba(dev_texts)
             )
         else:
-            self.thresholds_ = best_thresholds(y, self._out_of_fold_scores(normalized, y))
-            self.features_, self.classifier_ = self._fit_matrix(normalized, y)
+            oof = self._out_of_fold_scores(normalized, y, augment=extra)
+            self.thresholds_ = best_thresholds(y, oof)
+            self.features_, self.classifier_ = self._fit_matrix(
+                *_with_augment(normalized, y, all_rows, extra)
+            )
         return self
 
-    def _out_of_fold_scores(self, texts: list[str], y: np.ndarray) -> np.ndarray:
+    def _out_of_fold_scores(
+        self,
+        texts: list[str],
+        y: np.ndarray,
+        augment: Sequence[tuple[int, str]] | None = None,
+    ) -> np.ndarray:
+        """Scores of each row from a model that saw neither it nor its augmented copies."""
         scores = np.zeros(y.shape, dtype=np.float64)
         folds = KFold(n_splits=self.cv, shuffle=True, random_state=self.random_state)
         for train_index, test_index in folds.split(texts):
-            features, classifier = self._fit_matrix([texts[i] for i in train_index], y[train_index])
+            fold_texts, fold_y = _with_augment(texts, y, train_index, augment or ())
+            features, classifier = self._fit_matrix(fold_texts, fold_y)
             held_out = features.transform([texts[i] for i in test_index])
             scores[test_index] = classifier.predict_proba(held_out)
         return scores

@@ -181,3 +181,21 @@ def test_topic_ensemble_round_trip(topic_set, tmp_path: Path):
     np.testing.assert_allclose(
         loaded.predict_proba((x, texts)), model.predict_proba((x, texts)), atol=1e-5
     )
+
+
+def test_tfidf_topic_head_learns_augmented_spellings(topic_set):
+    """Augmented copies carry their source row's topics: a spelling seen only there is learnt."""
+    _, rows, texts = topic_set
+    labels = ["delays", "fees", "praise"]
+    spelling = {"delays": "zqxo", "fees": "vwjy", "praise": "hkbu"}  # no n-gram in common
+    augment = [
+        (i, " ".join(spelling[t] for t in row) + f" k{i}")
+        for i, row in enumerate(rows)
+        if i % 2 == 0
+    ]
+    plain = TfidfTopicClassifier(cv=3).fit(texts, rows, labels=labels)
+    augmented = TfidfTopicClassifier(cv=3).fit(texts, rows, labels=labels, augment=augment)
+    queries = [f"{spelling[t]} q" for t in labels]
+    assert (augmented.predict_proba(queries).argmax(axis=1) == [0, 1, 2]).all()
+    gain = np.diag(augmented.predict_proba(queries)) - np.diag(plain.predict_proba(queries))
+    assert (gain > 0.1).all()

@@ -19,7 +19,9 @@ from service.core.db import make_engine, make_session_factory, session_scope
 from service.core.migrate import upgrade
 from service.tenants.models import Role
 from service.tenants.service import create_key
+from training.baseline import TAXONOMY
 from training.config import SentimentConfig, TopicsConfig, load_config
+from training.corpora import load_seed_topics
 from training.corrections import corrections_frame, load_corrections
 from training.evaluate import EvaluationData, evaluate_topics, head_inputs
 from training.fit import (
@@ -31,6 +33,7 @@ from training.fit import (
     load_topics_data,
     prepare_texts,
     row_weights,
+    topic_augmentations,
 )
 
 WORDS = {
@@ -291,3 +294,46 @@ def test_config_is_typed_and_round_trips(tmp_path: Path):
 def test_arabizi_transliteration_uses_chat_digits():
     assert arabic_to_arabizi("عحق") == "379"
     assert arabic_to_arabizi("واحد") == "wa7d"
+
+
+def test_seed_topics_follow_their_card_and_test_lines_are_not_copies_of_train():
+    """The data card's promises, checked on the shipped files (README in datasets/seed_topics)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    seed = load_seed_topics()
+    assert set(seed["language"]) == {"ar", "ary", "ary-Latn", "fr", "en"}
+    assert seed["id"].is_unique and seed["text"].is_unique
+    assert set(seed["split"]) == {"train", "test"}
+    assert all(
+        row and len(set(row)) == len(row) and set(row) <= set(TAXONOMY) for row in seed["topics"]
+    )
+    assert seed["text"].str.split().str.len().between(4, 70).all()
+    for (language, split), group in seed.groupby(["language", "split"]):
+        counts = pd.Series([t for ts in group["topics"] for t in ts]).value_counts()
+        assert counts.reindex(list(TAXONOMY), fill_value=0).min() >= (
+            12 if split == "train" else 6
+        ), (
+            language,
+            split,
+        )
+    for language, group in seed.groupby("language"):
+        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
+        vectorizer.fit(group["text"])
+        train = vectorizer.transform(group.loc[group["split"] == "train", "text"])
+        test = vectorizer.transform(group.loc[group["split"] == "test", "text"])
+        assert cosine_similarity(train, test).max() < 0.6, language
+
+
+def test_topic_augmentations_spell_arabic_darija_rows_in_arabizi(cache):
+    frame = pd.DataFrame(
+        {
+            "text": ["بقيت كنتسنى شهر كامل", "انتظرت شهرا كاملا", "tsnit chhar kamel", "j'attends"],
+            "language": ["ary", "ar", "ary-Latn", "fr"],
+            "topics": [["delays"]] * 4,
+        }
+    )
+    train = load_topics_data(TopicsConfig(), cache, seed=frame.assign(split="train")).train
+    augmented = topic_augmentations(train, seed=0)
+    assert [row for row, _ in augmented] == [0]
+    assert augmented[0][1].isascii() and "chhr kaml" in augmented[0][1]
