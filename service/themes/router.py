@@ -9,11 +9,16 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from service.api.deps import ContextDep, PipelineDep, PrincipalDep, SessionDep, WriterDep
-from service.tenants.models import Role
-from service.tenants.service import Principal, get_tenant_by_name
+from service.tenants.service import Principal
 from service.themes import service
+from service.trends.router import invalid, resolve_tenant
 
 router = APIRouter(prefix="/v1/themes", tags=["themes"])
+TENANT_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "A ministry or dashboard key named another tenant, or has no tenant"},
+    404: {"description": "No tenant of that name"},
+    422: {"description": "An analyst or admin did not name the tenant"},
+}
 
 
 class ThemeRunPublic(BaseModel):
@@ -30,15 +35,11 @@ class ThemeRunPublic(BaseModel):
 
 
 def _tenant_id(session: SessionDep, principal: Principal, tenant: str | None) -> int:
-    if principal.role in (Role.ministry, Role.dashboard):
-        assert principal.tenant_id is not None
-        return principal.tenant_id
-    if not tenant:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "name the tenant: ?tenant=NAME")
-    found = get_tenant_by_name(session, name=tenant)
-    if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant '{tenant}' not found")
-    return found.id
+    """The same rule as every read route: own tenant only (403 for another), or one by name."""
+    tenant_ids, _name = resolve_tenant(session, principal, tenant)
+    if not tenant_ids:
+        raise invalid("tenant", "name the tenant: ?tenant=NAME")
+    return tenant_ids[0]
 
 
 def _public(run: service.ThemeRun) -> ThemeRunPublic:
@@ -56,7 +57,11 @@ def _public(run: service.ThemeRun) -> ThemeRunPublic:
     )
 
 
-@router.get("", response_model=ThemeRunPublic, responses={404: {"description": "No run yet"}})
+@router.get(
+    "",
+    response_model=ThemeRunPublic,
+    responses={**TENANT_ERRORS, 404: {"description": "No run yet, or no tenant of that name"}},
+)
 def latest_themes(
     principal: PrincipalDep,
     session: SessionDep,
@@ -72,7 +77,10 @@ def latest_themes(
     "/discover",
     response_model=ThemeRunPublic,
     summary="Discover themes in the last `days` of stored complaints (embeddings reused)",
-    responses={422: {"description": "Too few analysed complaints in the window"}},
+    responses={
+        **TENANT_ERRORS,
+        422: {"description": "Too few analysed complaints in the window, or no tenant named"},
+    },
 )
 async def run_discovery(
     principal: WriterDep,

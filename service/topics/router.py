@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from service.api.deps import ContextDep, PipelineDep, PrincipalDep, SessionDep, WriterDep
-from service.tenants.models import Role
-from service.tenants.service import Principal, get_tenant_by_name
+from service.tenants.service import Principal
 from service.topics import service
 from service.topics.schemas import CustomTopicCreate, TopicList, TopicPublic
+from service.trends.router import invalid, resolve_tenant
 
 router = APIRouter(prefix="/v1/topics", tags=["topics"])
+TENANT_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "A ministry or dashboard key named another tenant"},
+    404: {"description": "No tenant of that name"},
+}
 
 
 def _tenant_id(session: SessionDep, principal: Principal, tenant: str | None) -> int | None:
-    if principal.role in (Role.ministry, Role.dashboard):
-        return principal.tenant_id
-    if tenant is None:
-        return None
-    found = get_tenant_by_name(session, name=tenant)
-    if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant '{tenant}' not found")
-    return found.id
+    """The same rule as every read route: own tenant only (403 for another), or any by name."""
+    tenant_ids, _name = resolve_tenant(session, principal, tenant)
+    return tenant_ids[0] if tenant_ids else None
 
 
 def _public(topic: service.CustomTopic) -> TopicPublic:
@@ -39,7 +38,12 @@ def _public(topic: service.CustomTopic) -> TopicPublic:
     )
 
 
-@router.get("", response_model=TopicList, summary="The taxonomy and the tenant's own topics")
+@router.get(
+    "",
+    response_model=TopicList,
+    responses=TENANT_ERRORS,
+    summary="The taxonomy and the tenant's own topics",
+)
 def list_topics(
     principal: PrincipalDep,
     session: SessionDep,
@@ -64,7 +68,11 @@ def list_topics(
         "Scored on complaints analysed from now on, by similarity to the examples' embeddings "
         "(threshold calibrated against the project's seed set); nothing is retrained."
     ),
-    responses={409: {"description": "The id exists"}, 503: {"description": "No encoder"}},
+    responses={
+        **TENANT_ERRORS,
+        409: {"description": "The id exists"},
+        503: {"description": "No encoder"},
+    },
 )
 async def create_topic(
     body: CustomTopicCreate,
@@ -76,9 +84,7 @@ async def create_topic(
 ) -> TopicPublic:
     tenant_id = _tenant_id(session, principal, tenant)
     if tenant_id is None:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "an admin must name the tenant: ?tenant=NAME"
-        )
+        raise invalid("tenant", "an admin must name the tenant: ?tenant=NAME")
     try:
         topic = await run_in_threadpool(
             service.create_custom_topic,
@@ -98,7 +104,7 @@ async def create_topic(
 @router.delete(
     "/{topic_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={404: {"description": "No such custom topic for this tenant"}},
+    responses={**TENANT_ERRORS, 404: {"description": "No such custom topic for this tenant"}},
 )
 def delete_topic(
     topic_id: str,
