@@ -1,13 +1,15 @@
 """Retention: delete complaints received before a cutoff, with everything derived from them.
 
 Trend rollups and the cube are recounted afterwards for every tenant touched, so aggregates
-never include complaints that no longer exist. Batches themselves stay (their counters record
-what was received); the audit trail stays too (it has no foreign keys to complaints).
+never include complaints that no longer exist, and the tenant's stored theme-discovery runs lose
+the ids and texts of the purged complaints they quoted as representatives. Batches themselves
+stay (their counters and per-row errors record what was received, never text); the audit trail
+stays too (complaint ids only, no foreign keys to complaints).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Delete, delete, select
@@ -15,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from service.batches.models import BatchItem
 from service.complaints.models import Analysis, AnalysisTopic, Complaint, LabelCorrection
+from service.themes.service import forget_deleted_complaints
 from service.trends.rollups import rebuild_rollups
 
 
@@ -26,6 +29,7 @@ class PurgeCounts:
     batch_items: int
     label_corrections: int
     tenants: tuple[int, ...]
+    theme_runs: int = 0  # discovery runs rewritten to drop purged representatives
 
 
 def purge_complaints(
@@ -53,6 +57,8 @@ def purge_complaints(
         complaints=run(delete(Complaint).where(Complaint.id.in_(ids))),
         tenants=tenants,
     )
+    rewritten = 0
     for affected in sorted(tenants):
         rebuild_rollups(session, tenant_id=affected)
-    return counts
+        rewritten += forget_deleted_complaints(session, tenant_id=affected)
+    return replace(counts, theme_runs=rewritten)

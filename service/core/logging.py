@@ -41,6 +41,12 @@ class ContextFilter(logging.Filter):
         return True
 
 
+def exception_summary(exc_info: Any) -> tuple[str, str]:
+    """The exception's type and stack, never its message: that may quote a citizen's text."""
+    exc_type, _exc, tb = exc_info
+    return exc_type.__name__, "".join(traceback.format_tb(tb))[-4000:]
+
+
 class JsonFormatter(logging.Formatter):
     """`{"ts", "level", "logger", "message", "request_id", "batch_id", ...extra}` per line."""
 
@@ -59,18 +65,33 @@ class JsonFormatter(logging.Formatter):
             if key not in _RESERVED and key not in _IDS and not key.startswith("_"):
                 payload[key] = value
         if record.exc_info and record.exc_info[0] is not None:
-            # Type and stack only: an exception message may quote a citizen's text.
-            exc_type, _exc, tb = record.exc_info
-            payload["exc_type"] = exc_type.__name__
-            payload["stack"] = "".join(traceback.format_tb(tb))[-4000:]
+            payload["exc_type"], payload["stack"] = exception_summary(record.exc_info)
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
 class TextFormatter(logging.Formatter):
+    """One line per record; an exception adds its type and stack, never its message.
+
+    `logging.Formatter` would print `str(exc)` (and reuse `record.exc_text` that another handler
+    may already have filled with it), so the exception is taken off the record while formatting.
+    """
+
     def __init__(self) -> None:
         super().__init__(
             "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(batch_id)s] %(message)s"
         )
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc_info, exc_text = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            line = super().format(record)
+        finally:
+            record.exc_info, record.exc_text = exc_info, exc_text
+        if exc_info and exc_info[0] is not None:
+            exc_type, stack = exception_summary(exc_info)
+            line += f"\nTraceback (message withheld):\n{stack}{exc_type}"
+        return line
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:

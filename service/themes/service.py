@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from service.core.db import utcnow
 from service.themes.models import ThemeRun
 
 EMBEDDING_DIM = 384
+LOOKUP_CHUNK = 900  # stays under SQLite's bound-parameter limit
 
 
 class NotEnoughComplaints(ValueError):
@@ -100,6 +102,60 @@ def discover_themes(
     session.add(run)
     session.commit()
     return run
+
+
+def _existing_ids(session: Session, tenant_id: int, ids: set[int]) -> set[int]:
+    ordered, found = sorted(ids), set[int]()
+    for start in range(0, len(ordered), LOOKUP_CHUNK):
+        chunk = ordered[start : start + LOOKUP_CHUNK]
+        found.update(
+            session.scalars(
+                select(Complaint.id).where(
+                    Complaint.tenant_id == tenant_id, Complaint.id.in_(chunk)
+                )
+            )
+        )
+    return found
+
+
+def _scrub_theme(theme: dict[str, Any], existing: set[int]) -> bool:
+    """Keep only the representatives whose complaint still exists; True when any was dropped."""
+    ids = [str(i) for i in theme.get("representative_ids", [])]
+    keep = [k for k, i in enumerate(ids) if i.isdigit() and int(i) in existing]
+    if len(keep) == len(ids):
+        return False
+    for field in ("representative_ids", "representative_texts", "representatives"):
+        values = theme.get(field)
+        if isinstance(values, list):
+            theme[field] = [values[k] for k in keep if k < len(values)]
+    return True
+
+
+def forget_deleted_complaints(session: Session, *, tenant_id: int) -> int:
+    """Drop, from every stored run of the tenant, the representative ids and texts of
+    complaints that no longer exist, so a retention purge leaves no copy of their text.
+
+    Keywords, centroids and counts stay: they are aggregates over a whole theme, and the
+    centroids are what keeps theme ids stable across refits. Returns the runs rewritten.
+    """
+    runs = list(session.scalars(select(ThemeRun).where(ThemeRun.tenant_id == tenant_id)))
+    named = {
+        int(i)
+        for run in runs
+        for theme in run.themes.get("themes", [])
+        for i in map(str, theme.get("representative_ids", []))
+        if i.isdigit()
+    }
+    existing = _existing_ids(session, tenant_id, named)
+    rewritten = 0
+    for run in runs:
+        themes = copy.deepcopy(run.themes)
+        changed = [_scrub_theme(theme, existing) for theme in themes.get("themes", [])]
+        if any(changed):
+            run.themes = themes  # a new object: SQLAlchemy does not track in-place JSON edits
+            rewritten += 1
+    session.flush()
+    return rewritten
 
 
 def seed_topic_centroids(encoder: Any, cache_dir: Any) -> dict[str, np.ndarray]:
