@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 from models.custom_topics import SimilarityTopic, TopicPrototype
 from models.pipeline import AnalysisPipeline
 from models.seed import seed_embeddings
+from models.text.normalize import model_input
+from models.text.redact import redact
 from service.core.config import Settings
 from service.topics.models import CustomTopic
 from service.topics.schemas import CustomTopicCreate
@@ -41,7 +43,12 @@ def create_custom_topic(
         )
     ):
         raise TopicConflict(f"topic '{body.id}' already exists for this tenant")
-    texts = [*body.examples, *([body.description] if body.description else [])]
+    # Analysts paste real complaints as examples: store and encode them redacted, like complaints.
+    examples_redacted = [redact(example).text for example in body.examples]
+    description = redact(body.description).text if body.description else None
+    texts = [
+        model_input(text) for text in [*examples_redacted, *([description] if description else [])]
+    ]
     examples = encoder.encode(texts)
     _, negatives = seed_embeddings(
         encoder.encode, encoder_key=encoder.version, cache_dir=settings.cache_dir / "embeddings"
@@ -51,8 +58,8 @@ def create_custom_topic(
         tenant_id=tenant_id,
         topic_id=body.id,
         name=body.name,
-        description=body.description,
-        examples=list(body.examples),
+        description=description,
+        examples=examples_redacted,
         centroid=model.centroid_.astype(np.float32).tobytes(),
         threshold=model.threshold_,
         scale=model.scale_,

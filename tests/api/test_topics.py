@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from service.core.config import Settings
+from service.core.db import make_engine, make_session_factory, session_scope
+from service.topics.models import CustomTopic
 from tests.conftest import KeyFactory, auth, wait_for_batch
 
 SCHOOL_MEALS = {
@@ -72,3 +76,23 @@ def test_custom_topic_errors(client: TestClient, make_key: KeyFactory) -> None:
     assert client.post("/v1/topics", json=SCHOOL_MEALS, headers=auth(dashboard)).status_code == 403
     assert client.delete("/v1/topics/school_meals", headers=auth(key)).status_code == 204
     assert client.delete("/v1/topics/school_meals", headers=auth(key)).status_code == 404
+
+
+def test_custom_topic_examples_are_stored_redacted(
+    client: TestClient, make_key: KeyFactory, settings: Settings
+) -> None:
+    """Analysts paste real complaints as examples: names' numbers must not be kept."""
+    key = make_key(tenant="education")
+    planted = "Appelez le 06 12 34 56 78 ou karim.benali@example.ma"
+    body = {**SCHOOL_MEALS, "examples": [*SCHOOL_MEALS["examples"], f"Cantine froide. {planted}"]}
+    assert client.post("/v1/topics", json=body, headers=auth(key)).status_code == 201
+
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            stored = session.scalars(select(CustomTopic.examples)).one()
+    finally:
+        engine.dispose()
+    joined = " ".join(stored)
+    assert "Cantine froide." in joined
+    assert "06 12 34 56 78" not in joined and "karim.benali@example.ma" not in joined
