@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from service.alerts.router import router as alerts_router
 from service.analysis.router import router as analysis_router
 from service.api.context import AppContext
+from service.api.deps import install_database_errors
+from service.api.openapi import install_error_responses
 from service.audit.router import router as audit_router
 from service.batches.router import router as batches_router
 from service.complaints.list_router import router as complaint_list_router
 from service.complaints.router import router as complaints_router
 from service.core.config import JobRunnerKind, Settings, get_settings
-from service.core.db import make_engine, make_session_factory
+from service.core.db import (
+    RETRY_MAX_DELAY,
+    database_unavailable,
+    make_engine,
+    make_session_factory,
+    retry_while_unavailable,
+)
 from service.core.loading import load_pipeline, make_registry
 from service.core.logging import RequestContextMiddleware, configure_logging
 from service.core.migrate import check_schema, upgrade
@@ -58,9 +69,42 @@ def make_runner(context: AppContext) -> object:
 
 
 def prepare_database(settings: Settings, context: AppContext) -> None:
+    """Raises `SchemaOutOfDate` for a reachable but un-migrated database (a deployment error:
+    the API refuses to start), a connection error when the database is unreachable."""
     if settings.auto_migrate and settings.is_sqlite:
         upgrade(context.engine)
     check_schema(context.engine)
+
+
+def start_serving(context: AppContext, *, start_runner: bool) -> None:
+    """Start the job runner (it re-queues unfinished batches), then accept database requests."""
+    if start_runner and context.runner is None:
+        runner: Any = make_runner(context)
+        runner.start()
+        context.runner = runner
+    context.database_error = None
+    context.database_ready.set()
+
+
+def wait_for_database(
+    settings: Settings, context: AppContext, *, start_runner: bool, stopping: threading.Event
+) -> None:
+    """The database was unreachable at start: retry with capped exponential backoff until it
+    answers, then check the schema and start the runner. Meanwhile /readyz answers 503."""
+
+    def attempt() -> None:
+        prepare_database(settings, context)
+        start_serving(context, start_runner=start_runner)
+
+    while not stopping.is_set():
+        try:
+            retry_while_unavailable(attempt, stopping=stopping, what="database check at start")
+            return
+        except Exception as exc:
+            # Reachable now but not usable (e.g. not migrated): say why, keep checking.
+            context.database_error = type(exc).__name__
+            log.error("database not usable, checking again in %.0fs: %s", RETRY_MAX_DELAY, exc)
+            stopping.wait(RETRY_MAX_DELAY)
 
 
 def create_app(settings: Settings | None = None, *, start_runner: bool = True) -> FastAPI:
@@ -76,16 +120,44 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True) -
             session_factory=make_session_factory(engine),
             registry=make_registry(settings),
         )
-        prepare_database(settings, context)
+        database_up = True
+        try:
+            prepare_database(settings, context)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            database_up, context.database_error = False, type(exc).__name__
         context.swap_pipeline(load_pipeline(settings, context.registry))
         app.state.context = context
-        if start_runner:
-            context.runner = make_runner(context)
-            context.runner.start()
-        log.info("sawt ready: models %s", context.pipeline.model_version)
+        stopping = threading.Event()
+        waiter: threading.Thread | None = None
+        if database_up:
+            try:
+                start_serving(context, start_runner=start_runner)
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                database_up, context.database_error = False, type(exc).__name__
+        if database_up:
+            log.info("sawt ready: models %s", context.pipeline.model_version)
+        else:
+            log.warning(
+                "database unreachable at start: serving as not ready, retrying in the background"
+            )
+            waiter = threading.Thread(
+                target=wait_for_database,
+                args=(settings, context),
+                kwargs={"start_runner": start_runner, "stopping": stopping},
+                name="sawt-database-wait",
+                daemon=True,
+            )
+            waiter.start()
         try:
             yield
         finally:
+            stopping.set()
+            if waiter is not None:
+                waiter.join(timeout=15)
             if context.runner is not None:
                 context.runner.stop()
             engine.dispose()
@@ -110,6 +182,13 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True) -
         log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
         return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes each error's `input`: it may be a citizen's text.
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    install_database_errors(app)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     for router in (
@@ -128,4 +207,5 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True) -
         audit_router,
     ):
         app.include_router(router)
+    install_error_responses(app)
     return app

@@ -21,6 +21,9 @@ class AppContext:
     session_factory: sessionmaker[Session]
     registry: Registry
     runner: Any = None
+    # Set once the schema was checked (at start, or later when the database came back).
+    database_ready: threading.Event = field(default_factory=threading.Event)
+    database_error: str | None = None
     _pipeline: AnalysisPipeline | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from models.pipeline import AnalysisPipeline
@@ -14,6 +17,14 @@ from service.core.config import Settings
 from service.core.ratelimit import enforce_rate_limit
 from service.tenants.models import Role
 from service.tenants.service import Principal, authenticate
+
+log = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = (
+    "database unavailable: the service reconnects by itself; retry in a few seconds "
+    "(GET /readyz says when it is back)"
+)
+RETRY_AFTER = {"Retry-After": "5"}
 
 
 def get_context(request: Request) -> AppContext:
@@ -32,6 +43,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
 def get_session(context: ContextDep) -> Iterator[Session]:
+    if not context.database_ready.is_set():
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, DATABASE_UNAVAILABLE, RETRY_AFTER)
     session = context.session_factory()
     try:
         yield session
@@ -106,3 +119,14 @@ AnyRoleDep = PrincipalDep
 def tenant_scope(principal: Principal) -> int | None:
     """The tenant a caller is confined to; None reads across tenants (analyst, admin)."""
     return principal.tenant_id if principal.role in (Role.ministry, Role.dashboard) else None
+
+
+async def database_unavailable_error(_request: Request, exc: Exception) -> JSONResponse:
+    """A refused or dropped database connection is an outage, not a bug: 503, retry later."""
+    log.warning("database unavailable during a request: %s", type(exc).__name__)
+    return JSONResponse({"detail": DATABASE_UNAVAILABLE}, status_code=503, headers=RETRY_AFTER)
+
+
+def install_database_errors(app: FastAPI) -> None:
+    for error in (OperationalError, InterfaceError):
+        app.add_exception_handler(error, database_unavailable_error)

@@ -9,6 +9,11 @@ is pending any more.
 
 Each worker process loads the models once (`WorkerResources`), and again only when a new version
 is promoted in the registry.
+
+Faults: a task that fails because the database is unreachable is retried with capped exponential
+backoff for as long as the outage lasts (other errors give up after MAX_RETRIES). A Redis that
+restarts without persistence forgets every message; `BrokerWatch` notices (a marker key is gone)
+and re-sends, from the database, every unfinished batch.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ from sqlalchemy.exc import DBAPIError
 
 from models.pipeline import AnalysisPipeline
 from models.registry import ArtifactError
+from service.batches.models import Batch, BatchStatus
 from service.batches.service import claim_batch_for_processing, finish_batch_if_complete
 from service.complaints.models import Complaint, ComplaintStatus
 from service.core.config import Settings
-from service.core.db import make_engine, make_session_factory, session_scope
+from service.core.db import database_unavailable, make_engine, make_session_factory, session_scope
 from service.core.loading import load_pipeline, make_registry
 from service.core.logging import bind_batch
 from service.core.migrate import check_schema
@@ -39,7 +45,9 @@ from service.ops import metrics
 log = logging.getLogger(__name__)
 
 RELOAD_CHECK_SECONDS = 30.0
-MAX_RETRIES = 8
+MAX_RETRIES = 8  # for errors other than an unreachable database, retried until it is back
+BROKER_MARKER = "sawt:broker-marker"
+BROKER_CHECK_SECONDS = 2.0
 
 
 class WorkerResources:
@@ -118,13 +126,13 @@ def _retry_delay(task: Task, settings: Settings) -> float:
     return float(min(2**task.request.retries, 30, settings.broker_visibility_timeout / 4))
 
 
-@shared_task(bind=True, name=DISPATCH_TASK, max_retries=MAX_RETRIES)
+@shared_task(bind=True, name=DISPATCH_TASK, max_retries=None)
 def dispatch_batch(self: Task, batch_id: str) -> dict[str, int]:
     app: SawtCelery = self.app
-    res = resources(app)
-    size = res.settings.worker_chunk_size
     with bind_batch(batch_id):
         try:
+            res = resources(app)
+            size = res.settings.worker_chunk_size
             with session_scope(res.session_factory) as session:
                 ids = claim_batch_for_processing(session, batch_id=batch_id)
                 if ids is None:
@@ -141,8 +149,11 @@ def dispatch_batch(self: Task, batch_id: str) -> dict[str, int]:
                 _finish(res, batch_id)
         except Exception as exc:
             # Database or broker trouble: the claim rolled back, the batch is still queued.
+            if self.request.retries >= MAX_RETRIES and not database_unavailable(exc):
+                log.error("dispatch abandoned (%s); the batch stays queued", type(exc).__name__)
+                raise
             log.warning("dispatch failed (%s); retrying", type(exc).__name__)
-            raise self.retry(exc=exc, countdown=_retry_delay(self, res.settings)) from exc
+            raise self.retry(exc=exc, countdown=_retry_delay(self, app.settings)) from exc
         log.info(
             "batch dispatched: %d complaints in %d chunks",
             len(ids),
@@ -187,7 +198,7 @@ def analyse_chunk(res: WorkerResources, complaint_ids: list[int]) -> tuple[int, 
     return moved, int(failed or 0)
 
 
-@shared_task(bind=True, name=CHUNK_TASK, max_retries=MAX_RETRIES)
+@shared_task(bind=True, name=CHUNK_TASK, max_retries=None)
 def process_chunk(self: Task, batch_id: str, complaint_ids: list[int]) -> dict[str, int]:
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     with bind_batch(batch_id):
@@ -213,8 +224,9 @@ def process_chunk(self: Task, batch_id: str, complaint_ids: list[int]) -> dict[s
             # Deadlocks, dropped connections, models that failed to load: the transaction
             # rolled back (one text failing its analysis does not get here: it is stored as
             # `failed`). Run the chunk again, later; give up loudly after MAX_RETRIES.
+            # An unreachable database is waited out, however long the outage.
             cause = type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__
-            if self.request.retries >= MAX_RETRIES:
+            if self.request.retries >= MAX_RETRIES and not database_unavailable(exc):
                 metrics.CHUNKS.labels("error").inc()
                 log.error(
                     "chunk abandoned after %d retries (%s); its complaints stay pending: "
@@ -245,6 +257,95 @@ def process_chunk(self: Task, batch_id: str, complaint_ids: list[int]) -> dict[s
             },
         )
         return {"moved": moved, "failed": failed}
+
+
+def redispatch_unfinished(app: SawtCelery, res: WorkerResources) -> int:
+    """Re-send every unfinished batch from the database, for a broker that lost its messages:
+    `queued` batches as a dispatch, the pending complaints of `processing` ones as chunks.
+
+    Messages the broker still holds are thereby sent twice: harmless, a duplicate dispatch finds
+    the batch claimed and a duplicate chunk finds its complaints analysed. Returns the number of
+    messages sent.
+    """
+    size = res.settings.worker_chunk_size
+    with session_scope(res.session_factory) as session:
+        queued = list(
+            session.scalars(select(Batch.id).where(Batch.status == BatchStatus.queued.value))
+        )
+        processing = list(
+            session.scalars(select(Batch.id).where(Batch.status == BatchStatus.processing.value))
+        )
+        pending: dict[str, list[int]] = {batch_id: [] for batch_id in processing}
+        for batch_id, complaint_id in session.execute(
+            select(Complaint.batch_id, Complaint.id)
+            .where(
+                Complaint.batch_id.in_(processing),
+                Complaint.status == ComplaintStatus.pending.value,
+            )
+            .order_by(Complaint.id)
+        ):
+            pending[batch_id].append(complaint_id)
+    with app.connection_for_write() as connection:
+        # A restarted Redis forgot the queue's binding too: without it kombu drops messages.
+        app.amqp.queues[QUEUE].bind(connection.default_channel).declare()
+    sent = 0
+    with app.producer_or_acquire() as producer:
+        for batch_id in queued:
+            app.send_task(DISPATCH_TASK, args=[batch_id], queue=QUEUE, producer=producer)
+            sent += 1
+        for batch_id, ids in pending.items():
+            for i in range(0, len(ids), size):
+                app.send_task(
+                    CHUNK_TASK, args=[batch_id, ids[i : i + size]], queue=QUEUE, producer=producer
+                )
+                sent += 1
+    for batch_id, ids in pending.items():
+        if not ids:  # every complaint analysed, but the batch was never marked done
+            _finish(res, batch_id)
+    return sent
+
+
+class BrokerWatch(threading.Thread):
+    """Notices a broker that restarted empty and re-sends the unfinished work.
+
+    Redis without persistence (or flushed) loses every queued and unacknowledged message when it
+    restarts. A marker key set in Redis disappears with them: the first worker to find it gone
+    sets it again (SET NX, so one worker does the rest) and re-sends every unfinished batch from
+    the database. With persistence the marker survives and nothing is re-sent.
+    """
+
+    def __init__(self, app: SawtCelery, interval: float = BROKER_CHECK_SECONDS) -> None:
+        super().__init__(name="sawt-broker-watch", daemon=True)
+        self.app = app
+        self.interval = interval
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.app.settings.broker_url, socket_timeout=5)
+        while True:
+            try:
+                self.check(client)
+            except Exception as exc:  # broker or database down: the next check retries
+                log.warning("broker check failed (%s); retrying", type(exc).__name__)
+            if self.stopping.wait(self.interval):
+                return
+
+    def check(self, client: Any) -> None:
+        if not client.set(BROKER_MARKER, str(os.getpid()), nx=True):
+            return
+        try:
+            sent = redispatch_unfinished(self.app, resources(self.app))
+        except BaseException:
+            client.delete(BROKER_MARKER)  # not recovered: the next check tries again
+            raise
+        if sent:
+            log.warning(
+                "broker had lost its messages (restarted empty): %d re-sent from the database",
+                sent,
+                extra={"messages": sent},
+            )
 
 
 def run_worker(
@@ -292,5 +393,12 @@ def run_worker(
         without_mingle=True,
         without_heartbeat=True,
     )
-    worker.start()
+    watch = BrokerWatch(app) if settings.broker_url.startswith(("redis://", "rediss://")) else None
+    if watch is not None:
+        watch.start()
+    try:
+        worker.start()
+    finally:
+        if watch is not None:
+            watch.stopping.set()
     return int(worker.exitcode or 0)

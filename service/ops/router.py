@@ -34,13 +34,18 @@ def healthz() -> dict[str, str]:
 )
 def readyz(context: ContextDep) -> JSONResponse:
     checks: dict[str, Any] = {"models": context.models_loaded}
+    error: str | None = None
     try:
         with context.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        checks["database"] = True
     except Exception as exc:
-        checks["database"] = False
-        checks["database_error"] = type(exc).__name__
+        error = type(exc).__name__
+    if error is None and not context.database_ready.is_set():
+        # Reachable again, but the background check has not run (or the schema is refused).
+        error = context.database_error or "NotCheckedYet"
+    checks["database"] = error is None
+    if error is not None:
+        checks["database_error"] = error
     ready = bool(checks["models"] and checks["database"])
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},

@@ -10,33 +10,35 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import func, select, text
 
 from models.pipeline import AnalysisPipeline
 from service.batches.models import Batch
-from service.complaints.models import Analysis, AnalysisTopic, Complaint
-from service.core.config import Settings
+from service.complaints.models import Analysis, Complaint
+from service.core.config import Environment, JobRunnerKind, Settings
 from service.core.db import make_engine, make_session_factory, session_scope
 from service.core.loading import load_pipeline, make_registry
 from service.jobs import tasks
-from service.jobs.celery_app import make_celery
 from service.tenants.models import Role
-from service.trends.models import ALL_TOPICS, NONE, Rollup
+from service.trends.models import ALL_TOPICS, Rollup
 from tests.conftest import KeyFactory, _postgres_schema_url, complaints_payload, migrate
+from tests.faults import free_port
+from tests.integration.cluster import (
+    Processes,
+    analysed_count,
+    assert_analysed_exactly_once,
+    process_env,
+    wait_until,
+    workers_ready,
+)
 
 REDIS_URL = os.environ.get("SAWT_TEST_REDIS_URL")
 POSTGRES_URL = os.environ.get("SAWT_TEST_POSTGRES_URL")
@@ -47,9 +49,6 @@ needs_services = pytest.mark.skipif(
 )
 pytestmark = [pytest.mark.celery, pytest.mark.postgres, needs_services]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# What the `sawt` script runs, without its plugin commands (training): not under test here.
-SAWT = [sys.executable, "-c", "from service.cli import app; app()"]
 TENANTS = ("health", "justice", "interior")
 BATCH_SIZE = 300
 REPOSTED = 100  # rows of the first batch the second batch of tenant 0 posts again
@@ -77,10 +76,10 @@ def redis_url() -> Iterator[str]:
 def settings(postgres_url: str, redis_url: str) -> Settings:
     migrate(postgres_url)
     return Settings(
-        environment="test",
+        environment=Environment.test,
         database_url=postgres_url,
         broker_url=redis_url,
-        job_runner="celery",
+        job_runner=JobRunnerKind.celery,
         worker_chunk_size=50,
         # Redelivery after SIGKILL takes this long (+ a 3 s restore sweep); it must exceed the
         # slowest chunk (50 complaints, well under a second unless the machine is overloaded).
@@ -89,83 +88,13 @@ def settings(postgres_url: str, redis_url: str) -> Settings:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Processes:
-    """Child processes with their logs in files; all of them are stopped at teardown."""
-
-    def __init__(self, directory: Path, env: dict[str, str]) -> None:
-        self.directory = directory
-        self.env = env
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.directory / f"{name}.log").open("wb")
-        proc = subprocess.Popen(
-            [*SAWT, *args], cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        self.procs[name] = proc
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.directory / f"{name}.log").read_text(encoding="utf-8", errors="replace")
-
-    def stop_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-
-
 @pytest.fixture
 def processes(tmp_path: Path, settings: Settings) -> Iterator[Processes]:
-    env = {
-        **os.environ,
-        "SAWT_ENVIRONMENT": "test",
-        "SAWT_DATABASE_URL": settings.database_url,
-        "SAWT_BROKER_URL": settings.broker_url,
-        "SAWT_JOB_RUNNER": "celery",
-        "SAWT_WORKER_CHUNK_SIZE": str(settings.worker_chunk_size),
-        "SAWT_BROKER_VISIBILITY_TIMEOUT": str(settings.broker_visibility_timeout),
-        "SAWT_AUTO_MIGRATE": "false",
-        "SAWT_LOG_FORMAT": "json",
-        "SAWT_ENCODER_THREADS": "1",
-    }
-    group = Processes(tmp_path, env)
+    group = Processes(tmp_path, process_env(settings))
     try:
         yield group
     finally:
         group.stop_all()
-
-
-def _wait(
-    condition: Callable[[], bool], timeout: float, what: str, logs: Callable[[], str]
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{logs()[-4000:]}")
-        time.sleep(0.2)
-
-
-def _analysed(engine: Engine) -> int:
-    with engine.connect() as connection:
-        return int(
-            connection.scalar(
-                select(func.count()).select_from(Complaint).where(Complaint.status == "analysed")
-            )
-            or 0
-        )
 
 
 def _last_chunk_event(log: str) -> str | None:
@@ -178,77 +107,18 @@ def _last_chunk_event(log: str) -> str | None:
     return None
 
 
-def _workers_ready(settings: Settings, count: int) -> Callable[[], bool]:
-    app = make_celery(settings)
-
-    def ready() -> bool:
-        return len(app.control.ping(timeout=0.5)) >= count
-
-    return ready
-
-
-def _recount(engine: Engine) -> Counter[tuple[Any, ...]]:
-    """Rollup counts recomputed in Python from the complaints and analyses tables."""
-    with engine.connect() as connection:
-        topics: dict[int, list[str]] = {}
-        for analysis_id, topic in connection.execute(
-            select(AnalysisTopic.analysis_id, AnalysisTopic.topic)
-        ):
-            topics.setdefault(analysis_id, []).append(topic)
-        expected: Counter[tuple[Any, ...]] = Counter()
-        for row in connection.execute(
-            select(
-                Complaint.tenant_id,
-                Complaint.received_at,
-                Complaint.service,
-                Complaint.region,
-                Complaint.channel,
-                Analysis.id,
-                Analysis.sentiment,
-                Analysis.language,
-            ).join(Analysis, Analysis.complaint_id == Complaint.id)
-        ):
-            day = row.received_at.astimezone(UTC).date()
-            rest = (row.sentiment, row.language, row.service or NONE, row.region or NONE)
-            rest += (row.channel or NONE,)
-            expected[(row.tenant_id, day, ALL_TOPICS, *rest)] += 1
-            for topic in topics.get(row.id, []):
-                expected[(row.tenant_id, day, topic, *rest)] += 1
-    return expected
-
-
-def _rollups(engine: Engine) -> Counter[tuple[Any, ...]]:
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(
-                Rollup.tenant_id,
-                Rollup.day,
-                Rollup.topic,
-                Rollup.sentiment,
-                Rollup.language,
-                Rollup.service,
-                Rollup.region,
-                Rollup.channel,
-                Rollup.count,
-            )
-        )
-        return Counter({tuple(row[:-1]): row[-1] for row in rows if row[-1]})
-
-
 @pytest.mark.slow
 def test_killed_and_stopped_workers_lose_nothing_and_double_nothing(
     settings: Settings, processes: Processes
 ) -> None:
     engine = make_engine(settings.database_url)
     keys = {tenant: KeyFactory(settings)(Role.ministry, tenant) for tenant in TENANTS}
-    port = _free_port()
+    port = free_port()
     api = processes.start("api", "serve", "--port", str(port))
     for name in ("worker-0", "worker-1"):
         processes.start(name, "worker", "--hostname", f"{name}@%h")
 
-    def all_logs() -> str:
-        return "\n".join(f"--- {n}\n{processes.log(n)[-1500:]}" for n in processes.procs)
-
+    all_logs = processes.all_logs
     base = f"http://127.0.0.1:{port}"
 
     def api_ready() -> bool:
@@ -259,8 +129,8 @@ def test_killed_and_stopped_workers_lose_nothing_and_double_nothing(
         except httpx.HTTPError:
             return False
 
-    _wait(api_ready, 90, "the API", all_logs)
-    _wait(_workers_ready(settings, 2), 90, "two workers", all_logs)
+    wait_until(api_ready, 90, "the API", all_logs)
+    wait_until(workers_ready(settings, 2), 90, "two workers", all_logs)
 
     # Six batches from three tenants, posted at once; tenant 0 re-posts known ids.
     uploads = []
@@ -290,8 +160,8 @@ def test_killed_and_stopped_workers_lose_nothing_and_double_nothing(
     assert accepted[-1]["duplicates"] == REPOSTED
 
     # SIGKILL worker-0 in the middle of a chunk: that chunk must come back through Redis.
-    _wait(lambda: _analysed(engine) >= 150, 120, "first analyses", all_logs)
-    _wait(
+    wait_until(lambda: analysed_count(engine) >= 150, 120, "first analyses", all_logs)
+    wait_until(
         lambda: _last_chunk_event(processes.log("worker-0")) == "started", 60, "a chunk", all_logs
     )
     processes.procs["worker-0"].send_signal(signal.SIGKILL)
@@ -300,8 +170,8 @@ def test_killed_and_stopped_workers_lose_nothing_and_double_nothing(
     processes.start("worker-2", "worker", "--hostname", "worker-2@%h")
 
     # SIGTERM worker-1 mid-batch: a warm shutdown finishes (or returns) its chunk and exits 0.
-    killed_at = _analysed(engine)
-    _wait(lambda: _analysed(engine) >= killed_at + 100, 120, "more analyses", all_logs)
+    killed_at = analysed_count(engine)
+    wait_until(lambda: analysed_count(engine) >= killed_at + 100, 120, "more analyses", all_logs)
     stopping = processes.procs["worker-1"]
     stopping.send_signal(signal.SIGTERM)
     assert stopping.wait(timeout=60) == 0, processes.log("worker-1")[-3000:]
@@ -311,33 +181,10 @@ def test_killed_and_stopped_workers_lose_nothing_and_double_nothing(
             statuses = connection.scalars(select(Batch.status)).all()
         return len(statuses) == len(uploads) and set(statuses) == {"done"}
 
-    _wait(all_done, 150, "every batch done", all_logs)
+    wait_until(all_done, 150, "every batch done", all_logs)
 
-    # Every complaint analysed exactly once.
-    with engine.connect() as connection:
-        complaints = connection.scalar(select(func.count()).select_from(Complaint))
-        by_status = {
-            status: count
-            for status, count in connection.execute(
-                select(Complaint.status, func.count()).group_by(Complaint.status)
-            )
-        }
-        analyses = connection.scalar(select(func.count()).select_from(Analysis))
-        doubled = connection.execute(
-            select(Analysis.complaint_id).group_by(Analysis.complaint_id).having(func.count() > 1)
-        ).all()
-        orphans = connection.scalar(
-            text(
-                "SELECT count(*) FROM complaints c WHERE NOT EXISTS "
-                "(SELECT 1 FROM analyses a WHERE a.complaint_id = c.id)"
-            )
-        )
-    assert complaints == new_complaints
-    assert by_status == {"analysed": new_complaints}
-    assert analyses == new_complaints and doubled == [] and orphans == 0
-
-    # Rollups equal a recount from the complaints table.
-    assert _rollups(engine) == _recount(engine)
+    # Every complaint analysed exactly once; rollups equal a recount from the complaints table.
+    assert_analysed_exactly_once(engine, new_complaints)
 
     # Progress through the API, per tenant, as the ministries see it.
     with httpx.Client(base_url=base, timeout=30) as client:
