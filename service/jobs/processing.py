@@ -88,8 +88,9 @@ def process_complaints(
     succeeded = {
         c.id: r for c, r in zip(complaints, results, strict=True) if not isinstance(r, Exception)
     }
+    # Only the exception's type: its message may quote the complaint (results show this field).
     failures = {
-        c.id: f"{type(r).__name__}: {r}"[:500]
+        c.id: f"analysis failed ({type(r).__name__}); see the worker log"
         for c, r in zip(complaints, results, strict=True)
         if isinstance(r, Exception)
     }
@@ -118,7 +119,7 @@ def process_complaints(
         )
         if claimed_failure is not None:
             failed += 1
-            log.warning("complaint %s failed analysis: %s", complaint_id, error.split(":")[0])
+            log.warning("complaint %s failed analysis: %s", complaint_id, error)
     by_id = {c.id: c for c in complaints}
     rows = [_analysis_row(by_id[cid], succeeded[cid]) for cid in sorted(claimed)]
     if rows:
