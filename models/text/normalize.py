@@ -27,6 +27,10 @@ Choices (documented because they change what models see):
   removed (a ZWJ inside an emoji sequence is kept so that family/profession emojis survive).
 
 ``normalize`` is idempotent: ``normalize(normalize(x)) == normalize(x)``.
+
+``strip_bidi_controls`` is the lighter cleaning applied to text *before storage*: it removes only
+the Unicode ``Bidi_Control`` characters, which can make stored text display in another order
+than it is read (``U+202E`` turns ``gnp.exe`` into what looks like ``exe.png``).
 """
 
 from __future__ import annotations
@@ -34,7 +38,14 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["normalize"]
+__all__ = ["BIDI_CONTROLS", "normalize", "strip_bidi_controls"]
+
+# The Unicode Bidi_Control property: ALM, LRM, RLM, embeddings/overrides (U+202A-202E) and
+# isolates (U+2066-2069).
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+_BIDI_TABLE: dict[int, None] = dict.fromkeys(map(ord, BIDI_CONTROLS))
 
 _ALEF = "\u0627"
 _YEH = "\u064a"
@@ -97,6 +108,14 @@ def _ascii_digits(text: str) -> str:
     return "".join(
         str(unicodedata.decimal(c)) if not c.isascii() and c.isdecimal() else c for c in text
     )
+
+
+def strip_bidi_controls(text: str) -> str:
+    """Remove the bidi control characters, so stored text displays in the order it is read.
+
+    Nothing else changes: storage keeps the citizen's own spelling, the models see `normalize`.
+    """
+    return text.translate(_BIDI_TABLE)
 
 
 def normalize(text: str) -> str:

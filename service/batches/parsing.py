@@ -12,8 +12,16 @@ the accepted rows and reports the errors. Policy, so that the API docs can state
   with ``row=None`` are about the upload or the CSV header and reject no row.
 - Blank optional values ("" or spaces) read as absent; blank and all-empty CSV lines are skipped.
 - A repeated ``external_id`` rejects the later rows and names the first accepted one.
-- NUL characters are removed from every string (PostgreSQL text columns refuse them).
+- Every string is cleaned before validation: NUL characters are removed (PostgreSQL text columns
+  refuse them), so are bidi control characters (U+202E and the like could make stored text
+  display in another order than it reads), and an unpaired surrogate (a JSON ``\\ud800`` escape,
+  typically half an emoji cut by a client) becomes U+FFFD, as WHATWG does for invalid Unicode.
 - A byte-order mark wins over any declared encoding (as in the WHATWG encoding standard).
+- An undeclared CSV that is not UTF-8 as a whole is decoded line by line when some of its lines
+  are UTF-8 and others are not (rows pasted together from two exports): UTF-8 lines as UTF-8,
+  the others in the one legacy encoding detected for them; an upload-level note names them.
+- A compressed body (any ``Content-Encoding`` but ``identity``) is refused with 415: inflating it
+  would bypass the upload size limit (`check_content_encoding`).
 - Whole-upload problems raise `UploadError` with the HTTP status to answer; nothing else is
   ever raised.
 """
@@ -27,6 +35,7 @@ import itertools
 import json
 import math
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +53,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from models.text.normalize import strip_bidi_controls
 
 MAX_TEXT_CHARS = 10_000
 MAX_METADATA_KEYS = 50
@@ -79,18 +90,29 @@ MetadataValue = (
     | None
 )
 
+# The csv module refuses fields over 128 KiB with a message about CSV syntax; the body size limit
+# already bounds memory, and a long text should get the same "text is longer than" row error as
+# in JSON. The limit is process-wide: raising it only ever accepts more.
+csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))
+
 _OPTIONAL_KEYS = frozenset({"id", "external_id", "channel", "service", "region", "received_at"})
 _ID_KEYS = frozenset({"id", "external_id"})
 
 
-def _has_nul(value: Any) -> bool:
-    return type(value) is str and "\x00" in value
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _strip_nul(value: Any) -> Any:
-    if isinstance(value, str) and "\x00" in value:
-        return value.replace("\x00", "")
-    return value
+def _clean_str(value: str) -> str:
+    """Drop NULs and bidi controls, replace unpaired surrogates (see the module docstring)."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if value.isascii():
+        return value
+    return _SURROGATE.sub("\ufffd", strip_bidi_controls(value))
+
+
+def _clean_value(value: Any) -> Any:
+    return _clean_str(value) if type(value) is str else value
 
 
 class ComplaintIn(BaseModel):
@@ -119,18 +141,14 @@ class ComplaintIn(BaseModel):
         cleaned: dict[Any, Any] = {}
         for key, value in data.items():
             if type(value) is str:
-                if "\x00" in value:
-                    value = value.replace("\x00", "")
+                value = _clean_str(value)
                 if (not value or value.isspace()) and key in _OPTIONAL_KEYS:
                     continue
             elif key == "metadata":
                 if value is None:
                     continue
                 if type(value) is dict:
-                    for meta_key, meta_value in value.items():
-                        if _has_nul(meta_value) or _has_nul(meta_key):
-                            value = {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
-                            break
+                    value = {_clean_value(k): _clean_value(v) for k, v in value.items()}
             elif type(value) is int and key in _ID_KEYS:
                 value = str(value)
             cleaned[key] = value
@@ -144,8 +162,8 @@ class ComplaintIn(BaseModel):
             digits = value.strip().lstrip("+-")
             if digits[:1].isdigit() and digits.replace(".", "", 1).isdigit():
                 raise ValueError(
-                    f"received_at {_shorten(value.strip())!r} is a number, not an ISO 8601 date "
-                    "or datetime; use e.g. 2024-05-01 or 2024-05-01T14:30:00+01:00"
+                    "received_at is a number, not an ISO 8601 date or datetime; use e.g. "
+                    "2024-05-01 or 2024-05-01T14:30:00+01:00"
                 )
         elif isinstance(value, int | float) and not isinstance(value, bool):
             raise ValueError("received_at must be an ISO 8601 date or datetime, not a number")
@@ -203,10 +221,10 @@ def parse_upload(
 ) -> ParsedUpload:
     """Decode, split and validate one upload; raises only `UploadError`."""
     fmt, charset = _parse_content_type(content_type)
-    text, encoding = _decode(body, fmt, charset, declared_encoding)
+    errors: list[RowError] = []
+    text, encoding = _decode(body, fmt, charset, declared_encoding, errors)
     if "\x00" in text:
         text = text.replace("\x00", "")
-    errors: list[RowError] = []
     if fmt == "json":
         items = _json_items(text, max_rows, errors)
     elif fmt == "jsonl":
@@ -280,7 +298,27 @@ def _lookup_codec(name: str, source: str, status: int) -> str:
     return info.name
 
 
-def _decode(body: bytes, fmt: str, charset: str | None, declared: str | None) -> tuple[str, str]:
+def check_content_encoding(content_encoding: str | None) -> None:
+    """Refuse a compressed body: a few kilobytes of gzip can inflate past any size limit.
+
+    Clients compress on the wire with TLS or not at all; the body limit is checked on the bytes
+    received, which only an uncompressed body makes meaningful.
+    """
+    if content_encoding is None:
+        return
+    codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
+    if any(c != "identity" for c in codings):
+        raise UploadError(
+            415,
+            f"unsupported Content-Encoding {_shorten(content_encoding.strip())!r}: send the body "
+            "uncompressed (only 'identity' is accepted)",
+        )
+
+
+def _decode(
+    body: bytes, fmt: str, charset: str | None, declared: str | None, notes: list[RowError]
+) -> tuple[str, str]:
+    """The body as text and the codec used; a mixed-encoding CSV adds an upload-level note."""
     if declared is not None and declared.strip():
         encoding: str | None = _lookup_codec(declared, "the encoding parameter", 400)
     elif charset is not None:
@@ -296,6 +334,19 @@ def _decode(body: bytes, fmt: str, charset: str | None, declared: str | None) ->
         except UnicodeDecodeError as exc:
             if fmt != "csv":  # JSON is UTF-8 unless declared otherwise (RFC 8259)
                 _raise_undecodable(body, exc.start, "utf-8")
+        mixed = _decode_mixed_lines(body)
+        if mixed is not None:
+            text, legacy, lines = mixed
+            shown = ", ".join(map(str, lines[:20])) + (", ..." if len(lines) > 20 else "")
+            notes.append(
+                RowError(
+                    None,
+                    None,
+                    f"the CSV mixes encodings: {len(lines)} line(s) are not UTF-8 and were read "
+                    f"as {_FRIENDLY_NAMES.get(legacy, legacy)} (file lines {shown}); check them",
+                )
+            )
+            return text, f"utf-8+{legacy}"
         return _detect_legacy(body)
     text = _strict_decode(body, 0, encoding)
     return (text[1:] if text.startswith("\ufeff") else text), encoding
@@ -323,6 +374,33 @@ def _raise_undecodable(body: bytes, offset: int, encoding: str) -> NoReturn:
         f"{body[offset : offset + 1]!r} at byte offset {offset} (line {line}); declare the real "
         f"encoding with ?encoding=<name>, e.g. ?encoding={_FRIENDLY_NAMES.get(guess, guess)}",
     )
+
+
+def _decode_mixed_lines(body: bytes) -> tuple[str, str, list[int]] | None:
+    """Decode UTF-8 lines as UTF-8 and the rest in one detected legacy encoding.
+
+    None unless some lines hold non-ASCII UTF-8 and others are not UTF-8. Legacy codecs map one
+    byte to one character, so decoding line by line equals decoding the legacy lines together.
+    A legacy line that happens to be valid UTF-8 would be misread; real Arabic or accented text
+    in cp1256/latin-1 almost never is (consecutive letters are not valid UTF-8 sequences).
+    """
+    lines = body.splitlines(keepends=True)
+    utf8_lines: dict[int, str] = {}
+    legacy: list[int] = []
+    for index, line in enumerate(lines):
+        if line.isascii():
+            continue
+        try:
+            utf8_lines[index] = line.decode("utf-8")
+        except UnicodeDecodeError:
+            legacy.append(index)
+    if not utf8_lines or not legacy:
+        return None
+    _, name = _detect_legacy(b"".join(lines[i] for i in legacy))
+    text = "".join(
+        utf8_lines[i] if i in utf8_lines else line.decode(name) for i, line in enumerate(lines)
+    )
+    return text, name, [i + 1 for i in legacy]
 
 
 def _detect_legacy(body: bytes) -> tuple[str, str]:
@@ -736,10 +814,13 @@ def _message(error: Any, name: str | None) -> str:
     if kind == "string_type":
         return f"{label} must be a string, got {_json_kind(value)}"
     if name == "received_at":
-        shown = _shorten(value.strip()) if isinstance(value, str) else _json_kind(value)
+        # Never quote the value: a shifted CSV column puts the complaint's text here.
+        shown = (
+            f"a string of {len(value)} characters" if isinstance(value, str) else _json_kind(value)
+        )
         reason = f" ({ctx['error']})" if "error" in ctx else ""
         return (
-            f"received_at {shown!r} is not an ISO 8601 date or datetime{reason}; use e.g. "
+            f"received_at ({shown}) is not an ISO 8601 date or datetime{reason}; use e.g. "
             "2024-05-01 or 2024-05-01T14:30:00+01:00"
         )
     return f"{label}: {error['msg']}"

@@ -13,7 +13,12 @@ from starlette.datastructures import UploadFile
 from service.api.deps import ContextDep, ReaderDep, SessionDep, WriterDep, tenant_scope
 from service.audit.service import record_read
 from service.batches import service
-from service.batches.parsing import ParsedUpload, UploadError, parse_upload
+from service.batches.parsing import (
+    ParsedUpload,
+    UploadError,
+    check_content_encoding,
+    parse_upload,
+)
 from service.batches.schemas import (
     BatchAccepted,
     BatchStatusPublic,
@@ -21,7 +26,7 @@ from service.batches.schemas import (
     ResultsPage,
     RowErrorPublic,
 )
-from service.tenants.models import Role
+from service.tenants.models import Role, Tenant
 from service.tenants.service import Principal, get_tenant_by_name
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
@@ -32,9 +37,12 @@ MAX_ERRORS_SHOWN = 1000
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     400: {"description": "Undecodable bytes or invalid JSON as a whole"},
     401: {"description": "Missing or invalid API key"},
-    403: {"description": "The key's role may not post batches"},
+    403: {"description": "The key's role may not post batches, or not for that tenant"},
     413: {"description": "Body larger than SAWT_MAX_UPLOAD_BYTES, or more rows than allowed"},
-    415: {"description": "Content type is not JSON, JSONL or CSV"},
+    415: {
+        "description": "Content type is not JSON, JSONL or CSV, or the body is compressed "
+        "(a Content-Encoding other than identity)"
+    },
     422: {"description": "No valid complaint in the upload; `detail.errors` lists every row"},
 }
 
@@ -82,6 +90,12 @@ async def _upload_bytes(request: Request, limit: int) -> tuple[bytes, str | None
 def _resolve_tenant(principal: Principal, session: SessionDep, tenant: str | None) -> int:
     if principal.role == Role.ministry:
         assert principal.tenant_id is not None
+        own = session.get(Tenant, principal.tenant_id)
+        if tenant is not None and (own is None or tenant != own.name):
+            # Never post silently into the own tenant when the caller named another one.
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, "a ministry key posts for its own tenant only"
+            )
         return principal.tenant_id
     if not tenant:
         raise HTTPException(
@@ -109,8 +123,12 @@ def _errors(upload: ParsedUpload) -> list[RowErrorPublic]:
         "the file as the body with its Content-Type (`application/json` with "
         '`{"complaints": [...]}`, `application/x-ndjson`, `text/csv`) or as a multipart `file` '
         "field. CSV encodings UTF-8 (with or without BOM), Windows-1256 and ISO-8859-6 are "
-        "detected; `?encoding=` declares one. Rows with errors are reported and skipped; valid "
-        "rows of the same upload are kept."
+        "detected; `?encoding=` declares one; a CSV whose lines mix UTF-8 and one of these is "
+        "read line by line, with a note in `errors`. Rows with errors are reported and skipped; "
+        "valid rows of the same upload are kept. NUL and bidi control characters (U+202E...) are "
+        "removed from every value. Compressed bodies are refused: a `Content-Encoding` other "
+        "than `identity` (gzip, deflate, br...) answers 415, since an inflated body could exceed "
+        "the size limit."
     ),
 )
 async def post_batch(
@@ -129,6 +147,10 @@ async def post_batch(
     tenant: Annotated[str | None, Query(description="Admin only: the tenant to post for")] = None,
 ) -> BatchAccepted:
     settings = context.settings
+    try:
+        check_content_encoding(request.headers.get("content-encoding"))
+    except UploadError as exc:
+        raise HTTPException(exc.status_code, exc.message) from exc
     tenant_id = _resolve_tenant(principal, session, tenant)
     if idempotency_key:
         earlier = service.find_by_idempotency_key(session, tenant_id=tenant_id, key=idempotency_key)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -106,20 +106,35 @@ def _complaint_values(
 ) -> tuple[Any, ...]:
     """One row in `COMPLAINT_COLUMNS` order, without the id; JSON columns still as objects."""
     redacted = redact(complaint.text)
+    metadata, metadata_kinds = _redact_metadata(complaint.metadata)
+    kinds = redacted.kinds + [k for k in metadata_kinds if k not in redacted.kinds]
     return (
         tenant_id,
         batch_id,
         complaint.external_id,
         redacted.text,
-        redacted.kinds,
+        kinds,
         complaint.channel,
         complaint.service,
         complaint.region,
         complaint.received_at or now,
         now,
-        dict(complaint.metadata),
+        metadata,
         ComplaintStatus.pending.value,
     )
+
+
+def _redact_metadata(metadata: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Free-form metadata (a caller's name, a callback number) is redacted like the text."""
+    cleaned: dict[str, Any] = {}
+    kinds: list[str] = []
+    for key, value in metadata.items():
+        if isinstance(value, str):
+            result = redact(value)
+            value = result.text
+            kinds.extend(k for k in result.kinds if k not in kinds)
+        cleaned[key] = value
+    return cleaned, kinds
 
 
 def _copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Any]) -> None:
