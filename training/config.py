@@ -79,6 +79,13 @@ class TopicsConfig(_Config):
     encoder_variant: EncoderVariant = "int8"
     C_grid: list[float] = Field(default_factory=lambda: [4.0, 16.0, 64.0])
     cv: int = Field(default=5, ge=2, description="folds inside train for C, weights and thresholds")
+    cv_groups: Literal["none", "pairs"] = Field(
+        default="pairs",
+        description="`pairs`: a train line and its mutual nearest neighbour in another language "
+        "(cosine >= pair_threshold, e.g. a French retelling of an Arabic line) share a fold, "
+        "so out-of-fold estimates are not inflated by near-translations; `none`: plain KFold",
+    )
+    pair_threshold: float = Field(default=0.9, gt=0, le=1)
     ensemble: bool = True
     weight_grid: list[float] = Field(default_factory=lambda: [round(0.1 * i, 1) for i in range(11)])
     tfidf_C_grid: list[float] = Field(default_factory=lambda: [1.0, 4.0, 16.0])

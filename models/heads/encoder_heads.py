@@ -23,10 +23,9 @@ from safetensors.numpy import load_file, save_file
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax, softmax
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold
 from sklearn.neural_network import MLPClassifier
 
-from models.heads.tfidf import best_thresholds
+from models.heads.tfidf import best_thresholds, cv_folds
 from models.language import dominant_script
 from models.registry import MODEL_KINDS, register_model_kind
 
@@ -267,12 +266,18 @@ class EmbeddingTopicClassifier:
             biases[column] = model.intercept_[0]
         return weights, biases
 
-    def out_of_fold_scores(self, embeddings: npt.ArrayLike, y: npt.NDArray[np.int8]) -> FloatArray:
-        """Scores of each training row from a model that did not see it (threshold tuning)."""
+    def out_of_fold_scores(
+        self,
+        embeddings: npt.ArrayLike,
+        y: npt.NDArray[np.int8],
+        groups: npt.ArrayLike | None = None,
+    ) -> FloatArray:
+        """Scores of each training row from a model that did not see it (threshold tuning);
+        rows sharing a ``groups`` value (e.g. a complaint and its retelling) share a fold."""
         x = _as_matrix(embeddings)
         scores = np.zeros(y.shape, dtype=np.float64)
-        folds = KFold(n_splits=self.cv, shuffle=True, random_state=self.random_state)
-        for train_index, test_index in folds.split(x):
+        group_array = None if groups is None else np.asarray(groups)
+        for train_index, test_index in cv_folds(len(x), self.cv, self.random_state, group_array):
             weights, biases = self._fit_weights(x[train_index], y[train_index])
             scores[test_index] = expit(x[test_index] @ weights + biases)
         return scores

@@ -19,7 +19,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold
+from sklearn.model_selection import GroupKFold, KFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion
 
@@ -274,6 +274,22 @@ def _with_augment(
     return fold_texts, y[sources]
 
 
+def cv_folds(
+    n_rows: int, cv: int, random_state: int, groups: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(train rows, held-out rows)`` per fold; rows sharing a group stay in the same fold.
+
+    Groups keep a complaint and its retelling in another language out of each other's folds, so
+    out-of-fold scores (thresholds, weights, C) are not inflated by near-copies.
+    """
+    rows = np.zeros((n_rows, 1))
+    if groups is None:
+        folds = KFold(n_splits=cv, shuffle=True, random_state=random_state)
+        return list(folds.split(rows))
+    grouped = GroupKFold(n_splits=cv, shuffle=True, random_state=random_state)
+    return list(grouped.split(rows, groups=np.asarray(groups)))
+
+
 def best_thresholds(
     y_true: np.ndarray, scores: np.ndarray, floor: float = 0.05, ceiling: float = 0.95
 ) -> np.ndarray:
@@ -431,11 +447,12 @@ class TfidfTopicClassifier(_TfidfHead):
         texts: list[str],
         y: np.ndarray,
         augment: Sequence[tuple[int, str]] | None = None,
+        groups: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Scores of each row from a model that saw neither it nor its augmented copies."""
+        """Scores of each row from a model that saw neither it, its augmented copies, nor (with
+        ``groups``) any row of its group."""
         scores = np.zeros(y.shape, dtype=np.float64)
-        folds = KFold(n_splits=self.cv, shuffle=True, random_state=self.random_state)
-        for train_index, test_index in folds.split(texts):
+        for train_index, test_index in cv_folds(len(texts), self.cv, self.random_state, groups):
             fold_texts, fold_y = _with_augment(texts, y, train_index, augment or ())
             features, classifier = self._fit_matrix(fold_texts, fold_y)
             held_out = features.transform([texts[i] for i in test_index])

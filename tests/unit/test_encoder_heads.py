@@ -14,7 +14,7 @@ from models.heads.encoder_heads import (
     EnsembleTopicClassifier,
     fit_temperature,
 )
-from models.heads.tfidf import TfidfSentimentClassifier, TfidfTopicClassifier
+from models.heads.tfidf import TfidfSentimentClassifier, TfidfTopicClassifier, cv_folds
 from models.registry import Registry
 
 LABELS = ["negative", "neutral", "positive"]
@@ -199,3 +199,43 @@ def test_tfidf_topic_head_learns_augmented_spellings(topic_set):
     assert (augmented.predict_proba(queries).argmax(axis=1) == [0, 1, 2]).all()
     gain = np.diag(augmented.predict_proba(queries)) - np.diag(plain.predict_proba(queries))
     assert (gain > 0.1).all()
+
+
+def _retold_noise() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """60 random points with random topics, each present twice (a line and its "retelling")."""
+    rng = np.random.default_rng(3)
+    base = _unit(rng.normal(size=(60, 128)))  # more dimensions than rows: noise is learnable
+    y = (rng.random((60, 3)) < 0.4).astype(np.int8)
+    x = np.vstack([base, base + rng.normal(scale=0.01, size=base.shape)])
+    groups = np.tile(np.arange(60), 2)
+    texts = [f"w{i} w{i}x" for i in range(60)] * 2
+    return x, np.vstack([y, y]), groups, texts
+
+
+def test_grouped_folds_keep_a_group_out_of_its_own_training_fold():
+    _, y, groups, _ = _retold_noise()
+    for train, held_out in cv_folds(len(y), 5, 0, groups):
+        assert not set(groups[train]) & set(groups[held_out])
+    plain = cv_folds(len(y), 5, 0)
+    assert any(set(groups[train]) & set(groups[held_out]) for train, held_out in plain)
+
+
+@pytest.mark.parametrize("head_kind", ["embedding", "tfidf"])
+def test_grouped_out_of_fold_scores_are_not_inflated_by_retellings(head_kind: str):
+    """Labels are noise: only a model that saw a row's twin can score it well."""
+    x, y, groups, texts = _retold_noise()
+
+    def auc(scores: np.ndarray) -> float:
+        from sklearn.metrics import roc_auc_score
+
+        return float(np.mean([roc_auc_score(y[:, k], scores[:, k]) for k in range(y.shape[1])]))
+
+    if head_kind == "embedding":
+        head = EmbeddingTopicClassifier(C=64.0, cv=5)
+        leaky, grouped = head.out_of_fold_scores(x, y), head.out_of_fold_scores(x, y, groups)
+    else:
+        text_head = TfidfTopicClassifier(C=16.0, cv=5)
+        leaky = text_head._out_of_fold_scores(texts, y)
+        grouped = text_head._out_of_fold_scores(texts, y, groups=groups)
+    assert auc(leaky) > 0.8
+    assert auc(grouped) < 0.65

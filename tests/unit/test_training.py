@@ -31,6 +31,7 @@ from training.fit import (
     fit_topics,
     load_sentiment_data,
     load_topics_data,
+    pairing_groups,
     prepare_texts,
     row_weights,
     topic_augmentations,
@@ -337,3 +338,16 @@ def test_topic_augmentations_spell_arabic_darija_rows_in_arabizi(cache):
     augmented = topic_augmentations(train, seed=0)
     assert [row for row, _ in augmented] == [0]
     assert augmented[0][1].isascii() and "chhr kaml" in augmented[0][1]
+
+
+def test_pairing_groups_join_cross_language_retellings_only():
+    rng = np.random.default_rng(0)
+    a, b, c = rng.normal(size=(3, 16))
+    noise = rng.normal(scale=0.01, size=(2, 16))
+    embeddings = np.stack([a, a + noise[0], b, b + noise[1], c])
+    languages = ["ar", "fr", "ar", "ar", "en"]
+    groups = pairing_groups(embeddings, languages, threshold=0.9)
+    assert groups[0] == groups[1]  # a line and its French retelling share a fold
+    assert groups[2] != groups[3]  # same-language look-alikes are separate lines
+    assert len({groups[0], groups[2], groups[3], groups[4]}) == 4
+    assert len(set(pairing_groups(embeddings, languages, threshold=1.0).tolist())) == 5
