@@ -6,14 +6,18 @@ start. Dashboards are asyncio pollers: each sends one of four typical dashboard 
 the ETag it got and sends it back (`If-None-Match`, as the API documents), then waits
 `--interval` seconds (0: as fast as it can). Two phases of `--seconds` each, same run:
 
-1. idle: nothing else happens (the baseline);
+1. idle: the workers are up (models loaded) but have nothing to do (the baseline);
 2. under load: batches are posted and analysed by the workers throughout, so the rollups the
    dashboards read change under them.
 
     python -m bench.bench_read_under_load --postgres-url postgresql+psycopg://postgres@127.0.0.1/test
 
-Reports requests/s, p50/p95/p99 latency, the share of 304 answers, errors, and peak memory of
-every process.
+Reports requests/s, p50/p95/p99 latency, the share of 304 answers, errors (and every status
+seen), the CPU seconds the API and the workers used in each phase, peak memory of every process,
+and the settings that shape the read path (`SAWT_WORKER_NICE`, `SAWT_TRENDS_CACHE_SECONDS`, taken
+from the environment like the servers do: set them to compare, e.g. `SAWT_WORKER_NICE=0
+SAWT_TRENDS_CACHE_SECONDS=0` for the behaviour before either existed). `--api-workers N` runs
+`sawt serve --workers N`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from bench.bench_ingest import (
     SAWT,
     Server,
     batch_body,
+    children,
+    cpu_seconds,
     free_port,
     load_average,
     own_peak_rss_mib,
@@ -69,17 +75,19 @@ class PollResult:
     not_modified_share: float
     errors: int
     complaints_analysed_during_phase: int
+    statuses: dict[str, int] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)
     load_average: list[float] = field(default_factory=list)
 
 
 def _keys(database_url: str) -> tuple[str, str]:
     """A dashboard key and a ministry key for the bench tenant."""
-    from service.core.config import Settings
+    from service.core.config import Environment, Settings
     from service.core.db import make_engine, make_session_factory, session_scope
     from service.tenants.models import Role
     from service.tenants.service import create_key
 
-    pepper = Settings(environment="test", database_url=database_url).secret_key
+    pepper = Settings(environment=Environment.test, database_url=database_url).secret_key
     engine = make_engine(database_url)
     with session_scope(make_session_factory(engine)) as session:
         dashboard = create_key(session, role=Role.dashboard, pepper=pepper, tenant_name=TENANT)
@@ -100,12 +108,21 @@ def _analysed(database_url: str) -> int:
         engine.dispose()
 
 
+def _cpu(processes: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each named group of processes."""
+    return {
+        name: round(sum(cpu_seconds(pid) or 0.0 for pid in pids), 2)
+        for name, pids in processes.items()
+    }
+
+
 async def _poll(
     base: str, key: str, pollers: int, interval: float, seconds: float
-) -> tuple[list[float], int, int]:
+) -> tuple[list[float], int, int, dict[str, int]]:
     latencies: list[float] = []
     not_modified = 0
     errors = 0
+    statuses: dict[str, int] = {}
     deadline = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=pollers, max_keepalive_connections=pollers)
 
@@ -126,10 +143,13 @@ async def _poll(
                 try:
                     response = await client.get("/v1/trends", params=QUERIES[variant],
                                                 headers=headers)  # fmt: skip
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
                     errors += 1
+                    statuses[type(exc).__name__] = statuses.get(type(exc).__name__, 0) + 1
                     continue
                 latencies.append(time.perf_counter() - started)
+                code = str(response.status_code)
+                statuses[code] = statuses.get(code, 0) + 1
                 if response.status_code == 304:
                     not_modified += 1
                 elif response.status_code == 200:
@@ -140,17 +160,21 @@ async def _poll(
                     await asyncio.sleep(interval)
 
         await asyncio.gather(*(dashboard(i) for i in range(pollers)))
-    return latencies, not_modified, errors
+    return latencies, not_modified, errors, statuses
 
 
 def poll_phase(
-    phase: str, base: str, key: str, database_url: str, pollers: int, interval: float,
-    seconds: float,
+    phase: str, processes: dict[str, list[int]], base: str, key: str, database_url: str,
+    pollers: int, interval: float, seconds: float,
 ) -> PollResult:  # fmt: skip
     before = _analysed(database_url)
+    cpu_before = _cpu(processes)
     started = time.perf_counter()
-    latencies, not_modified, errors = asyncio.run(_poll(base, key, pollers, interval, seconds))
+    latencies, not_modified, errors, statuses = asyncio.run(
+        _poll(base, key, pollers, interval, seconds)
+    )
     elapsed = time.perf_counter() - started
+    cpu_after = _cpu(processes)
     ms = [x * 1000 for x in latencies]
     return PollResult(
         phase=phase,
@@ -165,8 +189,24 @@ def poll_phase(
         not_modified_share=round(not_modified / max(len(latencies), 1), 3),
         errors=errors,
         complaints_analysed_during_phase=_analysed(database_url) - before,
+        statuses=dict(sorted(statuses.items())),
+        cpu_s={name: round(cpu_after[name] - cpu_before[name], 2) for name in processes},
         load_average=load_average(),
     )
+
+
+def wait_for_workers(broker_url: str, count: int, timeout: float = 300.0) -> None:
+    """The idle baseline starts once every worker answers a ping, i.e. has loaded its models:
+    a worker still loading would be load in the "idle" phase."""
+    from service.core.config import Environment, Settings
+    from service.jobs.celery_app import make_celery
+
+    app = make_celery(Settings(environment=Environment.test, broker_url=broker_url))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(app.control.ping(timeout=1.0) or []) >= count:
+            return
+    raise RuntimeError(f"fewer than {count} workers answer after {timeout:.0f} s")
 
 
 class Feeder(threading.Thread):
@@ -216,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
     parser.add_argument("--seconds", type=float, default=20.0, help="per phase")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--api-workers", type=int, default=1, help="sawt serve --workers N")
     parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -225,9 +266,21 @@ def main(argv: list[str] | None = None) -> None:
     import redis
 
     from bench.seed_rollups import seed
+    from service.core.config import Environment, Settings
 
     redis.Redis.from_url(args.redis_url).flushdb()
-    results: dict[str, Any] = {"phases": []}
+    read_path = Settings(environment=Environment.test)  # what the servers read from os.environ
+    results: dict[str, Any] = {
+        "config": {
+            "worker_nice": read_path.worker_nice,
+            "trends_cache_seconds": read_path.trends_cache_seconds,
+            "api_workers": args.api_workers,
+            "workers": args.workers,
+            "cpus": os.cpu_count(),
+        },
+        "phases": [],
+    }
+    print(json.dumps(results["config"]), flush=True)
     with postgres_schema(args.postgres_url) as url, tempfile.TemporaryDirectory() as tmp:
         results["seed"] = seed(url, complaints=args.complaints, with_complaints=False)
         dashboard_key, ministry_key = _keys(url)
@@ -244,7 +297,8 @@ def main(argv: list[str] | None = None) -> None:
         sawt = SAWT
         port = free_port()
         workers: list[subprocess.Popen[bytes]] = []
-        with Server([*sawt, "serve", "--port", str(port)], env, port, Path(tmp) / "api.log") as api:
+        serve = [*sawt, "serve", "--port", str(port), "--workers", str(args.api_workers)]
+        with Server(serve, env, port, Path(tmp) / "api.log") as api:
             try:
                 for i in range(args.workers):
                     log = (Path(tmp) / f"worker-{i}.log").open("wb")
@@ -266,7 +320,15 @@ def main(argv: list[str] | None = None) -> None:
                     )
                     log.close()
                 api.wait_ready()
-                common = (api.base, dashboard_key, url, args.pollers, args.interval, args.seconds)
+                wait_for_workers(args.redis_url, args.workers)
+                processes = {
+                    "api": [api.proc.pid, *children(api.proc.pid)],
+                    "workers": [w.pid for w in workers],
+                }
+                common = (
+                    processes, api.base, dashboard_key, url, args.pollers, args.interval,
+                    args.seconds,
+                )  # fmt: skip
                 idle = poll_phase("idle", *common)
                 print(json.dumps(asdict(idle)), flush=True)
                 feeder = Feeder(api.base, ministry_key, url, args.batch_size)
@@ -280,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(json.dumps(asdict(busy)), flush=True)
                 results["phases"] = [asdict(idle), asdict(busy)]
                 results["peak_rss_mib"] = {
-                    "api": peak_rss_mib(api.proc.pid),
+                    **{f"api-{name}": rss for name, rss in api.peak_rss().items()},
                     **{f"worker-{i}": peak_rss_mib(w.pid) for i, w in enumerate(workers)},
                     "pollers_and_feeder": own_peak_rss_mib(),
                 }

@@ -82,11 +82,12 @@ def worker(
 ) -> None:
     """Process batches from the broker (SAWT_JOB_RUNNER=celery); run one per core to scale."""
     from service.core.logging import configure_logging
-    from service.jobs.celery_app import make_celery
+    from service.jobs.celery_app import lower_cpu_priority, make_celery
     from service.jobs.tasks import run_worker
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    lower_cpu_priority(settings.worker_nice)  # before any thread starts: they inherit it
     code = run_worker(
         settings=settings,
         app=make_celery(settings),

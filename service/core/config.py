@@ -67,6 +67,20 @@ class Settings(BaseSettings):
         "(Redis transport); must exceed the slowest chunk's processing time",
     )
     worker_chunk_size: int = Field(default=256, ge=1, le=10_000)
+    worker_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Niceness a `sawt worker` adds to itself at start: on shared cores the "
+        "kernel then serves interactive reads (API, database) before background analysis",
+    )
+    trends_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Longest an API process reuses a computed `/v1/trends` body; a body is "
+        "recomputed as soon as its tenants' data revision changes (every analysed chunk, every "
+        "purge), this bounds staleness from any other change; 0 turns the cache off",
+    )
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     max_batch_rows: int = Field(default=100_000, ge=1)
     max_analyze_texts: int = Field(default=100, ge=1)

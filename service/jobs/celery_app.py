@@ -21,12 +21,16 @@ Why these settings (see docs/deployment.md):
 
 from __future__ import annotations
 
+import logging
+import os
 from functools import cache
 from typing import Any
 
 from celery import Celery
 
 from service.core.config import Settings, get_settings
+
+log = logging.getLogger("sawt.worker")
 
 QUEUE = "sawt"
 DISPATCH_TASK = "sawt.dispatch_batch"
@@ -79,6 +83,18 @@ def make_celery(settings: Settings) -> SawtCelery:
     app.settings = settings
     app.conf.update(celery_config(settings))
     return app
+
+
+def lower_cpu_priority(increment: int) -> int:
+    """Raise this process's niceness by `increment` (`SAWT_WORKER_NICE`); returns the new value.
+
+    Analysis is background work: on cores shared with the API and the database, a niced worker
+    still gets every idle cycle but yields to interactive reads (dashboards polling trends).
+    Threads started afterwards (the encoder's) inherit it, so call it first.
+    """
+    niceness = os.nice(increment) if increment > 0 else os.nice(0)
+    log.info("worker niceness %d", niceness)
+    return niceness
 
 
 @cache

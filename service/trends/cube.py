@@ -13,6 +13,11 @@ days; other queries fall back to `rollups` (see `service.trends.service`).
 
 Maintained like the rollups: `apply_cube` in the transaction that writes a chunk's analyses,
 `rebuild_cube` from the rollups after a purge.
+
+Each tenant also has one revision row (`level` `"revision"`, its `count` the revision), bumped
+by both in the same transaction as the counts, so readers can tell cheaply (one primary-key
+read) whether anything a tenant's trends are computed from changed: `/v1/trends` reuses a
+computed body until it does (`service.trends.cache`). Queries read levels by name, never this one.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ GRAINS = ("day", "week", "month")
 SENTIMENTS = ("negative", "neutral", "positive")
 KEY_COLUMNS = ("tenant_id", "level", "value", "topic", "day")
 VALUE_COLUMNS = ("count", "negative", "neutral", "positive")
+REVISION_LEVEL = "revision"
+REVISION_DAY = date(1970, 1, 1)
 
 
 class TrendCube(Base):
@@ -205,11 +212,14 @@ def apply_cube(session: Session, analysis_ids: Sequence[int]) -> None:
     ids = list(analysis_ids)
     _upsert(session, _from_analyses(dialect, ids, per_topic=False))
     _upsert(session, _from_analyses(dialect, ids, per_topic=True))
+    _bump_revisions(session, select(Analysis.tenant_id).where(Analysis.id.in_(ids)).distinct())
 
 
 def rebuild_cube(session: Session, *, tenant_id: int) -> None:
     """Recount a tenant's cube from its rollups (call it after `rebuild_rollups`)."""
-    session.execute(delete(TrendCube).where(TrendCube.tenant_id == tenant_id))
+    session.execute(
+        delete(TrendCube).where(TrendCube.tenant_id == tenant_id, TrendCube.level != REVISION_LEVEL)
+    )
     dialect = session.get_bind().dialect.name
     levels = _levels()
     value = _level_value(levels, {name: getattr(Rollup, name) for name in CUBE_DIMENSIONS})
@@ -227,6 +237,34 @@ def rebuild_cube(session: Session, *, tenant_id: int) -> None:
         .group_by(*keys)
     )
     _upsert(session, query)
+    _bump_revisions(session, select(literal(tenant_id, Integer)))
+
+
+def _bump_revisions(session: Session, tenant_ids: Select[Any]) -> None:
+    """Add 1 to the revision of each (distinct) tenant id `tenant_ids` selects, creating it at 1.
+    Called last in a writing transaction, so the row stays locked only until its commit."""
+    query = select(
+        tenant_ids.subquery("revised").c[0],
+        literal(REVISION_LEVEL),
+        literal(NO_DIMENSION),
+        literal(NO_DIMENSION),
+        literal(REVISION_DAY, Date),
+        literal(1),
+        literal(0),
+        literal(0),
+        literal(0),
+    ).where(literal(True))  # SQLite reads `INSERT ... SELECT ... ON CONFLICT` only with a WHERE
+    _upsert(session, query)
+
+
+def data_revision(session: Session, tenant_ids: Sequence[int]) -> tuple[int, ...]:
+    """The (tenant id, revision) pairs of `tenant_ids`, flattened: any write to their rollups
+    changes it. A tenant without data has no pair. One primary-key read per tenant."""
+    statement = select(TrendCube.tenant_id, TrendCube.count).where(
+        TrendCube.tenant_id.in_(tenant_ids), TrendCube.level == REVISION_LEVEL
+    )
+    pairs = sorted((int(t), int(c)) for t, c in session.execute(statement))
+    return tuple(value for pair in pairs for value in pair)
 
 
 def cube_exists(bind: Engine | Connection) -> bool:

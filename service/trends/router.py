@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
+import threading
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Annotated, Any
@@ -12,9 +12,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
-from service.api.deps import PrincipalDep, SessionDep, tenant_scope
+from service.api.deps import ContextDep, PrincipalDep, SessionDep, tenant_scope
 from service.tenants.models import Role, Tenant
 from service.tenants.service import Principal, get_tenant_by_name
+from service.trends.cache import TaggedBody, TrendCache
 from service.trends.schemas import (
     GROUP_DIMENSIONS,
     SENTIMENTS,
@@ -24,7 +25,7 @@ from service.trends.schemas import (
     TrendQuery,
     TrendsResponse,
 )
-from service.trends.service import TooManyPoints, compute_trends
+from service.trends.service import TooManyPoints, compute_trends, trends_revision
 
 router = APIRouter(prefix="/v1", tags=["trends"])
 
@@ -212,15 +213,40 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 def cached_json(request: Request, body: bytes, *, max_age: int = CACHE_SECONDS) -> Response:
     """ETag = hash of the body: a poll that changes nothing costs a 304 with no body."""
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return etag_response(request, TaggedBody.of(body), max_age=max_age)
+
+
+def etag_response(
+    request: Request, answer: TaggedBody, *, max_age: int = CACHE_SECONDS
+) -> Response:
+    """The body, or a 304 with no body when `If-None-Match` names its ETag."""
     headers = {
-        "ETag": etag,
+        "ETag": answer.etag,
         "Cache-Control": f"private, max-age={max_age}",
         "Vary": "Authorization, X-API-Key",
     }
-    if _etag_matches(request.headers.get("if-none-match"), etag):
+    if _etag_matches(request.headers.get("if-none-match"), answer.etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(answer.body, media_type="application/json", headers=headers)
+
+
+_cache_lock = threading.Lock()
+
+
+async def trend_cache(request: Request, context: ContextDep) -> TrendCache | None:
+    """The app's cache of trend bodies (one per API process); None when
+    `SAWT_TRENDS_CACHE_SECONDS` is 0. No I/O: async, so no trip through the thread pool."""
+    seconds = context.settings.trends_cache_seconds
+    if seconds <= 0:
+        return None
+    with _cache_lock:
+        cache: TrendCache | None = getattr(request.app.state, "trend_cache", None)
+        if cache is None:
+            cache = request.app.state.trend_cache = TrendCache(seconds)
+    return cache
+
+
+TrendCacheDep = Annotated[TrendCache | None, Depends(trend_cache)]
 
 
 def build_query(
@@ -247,7 +273,9 @@ def build_query(
         "positive minus share negative) are computed from them. Weeks start on Monday (ISO), "
         "months are calendar months, days are UTC. `group_by` takes one or more of tenant, "
         "topic, sentiment, language, service, region, channel, comma-separated. Send the "
-        "`ETag` back in `If-None-Match` to get a 304 when nothing changed."
+        "`ETag` back in `If-None-Match` to get a 304 when nothing changed. An answer is "
+        "recomputed as soon as the data it counts changed (and at least every "
+        "`SAWT_TRENDS_CACHE_SECONDS`); until then polls share one computed body."
     ),
 )
 def get_trends(
@@ -255,6 +283,7 @@ def get_trends(
     principal: PrincipalDep,
     params: FiltersDep,
     session: SessionDep,
+    cache: TrendCacheDep,
     granularity: Annotated[
         Granularity, Query(description="day, week (ISO, from Monday) or month")
     ] = Granularity.week,
@@ -264,15 +293,29 @@ def get_trends(
 ) -> Response:
     resolved = params.resolve(session, principal)
     query = build_query(resolved, granularity, group_by)
+    revision = trends_revision(session, query.filters) if cache is not None else None
     try:
-        result = compute_trends(session, query)
+        if cache is None or revision is None:
+            answer = TaggedBody.of(render_trends(session, resolved, query))
+        else:
+            answer = cache.get_or_compute(
+                (resolved.tenant_name, query),
+                revision,
+                lambda: render_trends(session, resolved, query),
+            )
     except TooManyPoints as exc:
         raise invalid("granularity", str(exc), granularity.value) from exc
+    return etag_response(request, answer)
+
+
+def render_trends(session: Session, resolved: ResolvedFilters, query: TrendQuery) -> bytes:
+    """The JSON body of `GET /v1/trends` for `query`."""
+    result = compute_trends(session, query)
     f = resolved.filters
     # Built as plain data and dumped once: thousands of points would make validating a model
     # per point the slowest part of the request. The shape is `TrendsResponse` (tests check).
     payload = {
-        "granularity": granularity.value,
+        "granularity": query.granularity.value,
         "from": f.date_from.isoformat() if f.date_from else None,
         "to": f.date_to.isoformat() if f.date_to else None,
         "filters": resolved.echo().model_dump(),
@@ -284,4 +327,4 @@ def get_trends(
         "groups": [g.model_dump(mode="json") for g in result.groups],
         "totals": result.totals.model_dump(mode="json"),
     }
-    return cached_json(request, dump_json(payload))
+    return dump_json(payload)

@@ -24,6 +24,7 @@ from service.trends.cube import (
     TrendCube,
     bucket_start,
     cube_exists,
+    data_revision,
     level_name,
 )
 from service.trends.models import ALL_TOPICS, NONE, Rollup
@@ -32,6 +33,7 @@ from service.trends.schemas import (
     Counts,
     Granularity,
     GroupTotal,
+    TrendFilters,
     TrendQuery,
 )
 
@@ -375,6 +377,17 @@ class TrendResult:
     totals: Counts
     periods: list[date]
     source: str
+
+
+def trends_revision(session: Session, filters: TrendFilters) -> tuple[int, ...] | None:
+    """The data revision of the tenants `filters` reads (every tenant when None), for the
+    trends cache; None without the cube table (an older schema): then nothing is cached."""
+    if not cube_available(session):
+        return None
+    tenant_ids = filters.tenant_ids
+    if tenant_ids is None:
+        tenant_ids = tuple(session.scalars(select(Tenant.id)))
+    return data_revision(session, tenant_ids)
 
 
 def compute_trends(session: Session, query: TrendQuery, *, use_cube: bool = True) -> TrendResult:

@@ -3,16 +3,25 @@ both rollup stores (detail rollups only, and with the trend cube)."""
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any, NamedTuple
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
+from service.complaints.retention import purge_complaints
 from service.core.config import Settings
+from service.core.db import make_engine, make_session_factory, session_scope
+from service.main import create_app
+from service.tenants.service import get_tenant_by_name
+from service.trends.cube import NO_DIMENSION, TrendCube
+from service.trends.models import ALL_TOPICS
 from service.trends.schemas import TrendsResponse
 from tests.api.readside import complaint, post_and_wait, use_cube, use_stub_pipeline
-from tests.conftest import KeyFactory, auth
+from tests.conftest import KeyFactory, auth, migrate
 
 
 @pytest.fixture(params=["cube"], autouse=True)  # the cube ships in migration 0002
@@ -279,7 +288,8 @@ def test_drill_down_lists_filtered_redacted_complaints(
     received = [item["received_at"] for item in page["items"]]
     assert received == sorted(received, reverse=True)
 
-    seen, cursor = [], None
+    seen: list[str] = []
+    cursor = None
     while True:
         params: dict[str, Any] = {"limit": 3}
         if cursor:
@@ -308,3 +318,103 @@ def test_drill_down_hides_personal_data(client: TestClient, seeded: dict[str, st
     items = client.get("/v1/complaints", params={"from": "2025-03-01"}, headers=auth(a)).json()
     text = items["items"][0]["text"]
     assert "06 12 34 56 78" not in text and "karim.benali" not in text
+
+
+# --- polling: the shared cache of computed answers never hides a change ----------------------
+
+MONTHS = {"granularity": "month"}
+JANUARY_DAYS = {"granularity": "day", "from": "2025-01-01", "to": "2025-01-31"}
+
+
+class Answer(NamedTuple):
+    status: int
+    etag: str
+    body: dict[str, Any]  # empty for a 304
+
+
+def poll(client: TestClient, key: str, params: dict[str, str], etag: str = "") -> Answer:
+    headers = {**auth(key), **({"If-None-Match": etag} if etag else {})}
+    response = client.get("/v1/trends", params=params, headers=headers)
+    assert response.status_code in (200, 304), response.text
+    body = response.json() if response.status_code == 200 else {}
+    return Answer(response.status_code, response.headers["ETag"], body)
+
+
+def test_the_poll_after_a_batch_completes_sees_it_and_unchanged_answers_get_304(
+    client: TestClient, seeded: dict[str, str], settings: Settings
+) -> None:
+    """Answers are cached for up to `trends_cache_seconds` (30 s here), but keyed by the
+    tenant's data revision: the first poll after the batch is done already counts it."""
+    assert settings.trends_cache_seconds >= 30
+    dashboard = seeded["dash_a"]
+    months, january = poll(client, dashboard, MONTHS), poll(client, dashboard, JANUARY_DAYS)
+    assert poll(client, dashboard, MONTHS, months.etag).status == 304
+    late = complaint(100, sentiment="pos", topics=["praise"], received=date(2025, 2, 3))
+    post_and_wait(client, seeded["a"], [{**late, "id": "late-100"}])
+
+    changed = poll(client, dashboard, MONTHS, months.etag)
+    assert changed.status == 200 and changed.etag != months.etag
+    assert by_period(changed.body)["2025-02-01"] == (3, 0, 0, 3)
+    assert changed.body["totals"]["count"] == 9
+    assert poll(client, dashboard, MONTHS, changed.etag).status == 304
+    # January's answer did not change, though the tenant's data did: still a 304.
+    assert poll(client, dashboard, JANUARY_DAYS, january.etag).status == 304
+
+
+def test_the_poll_after_a_purge_sees_it(
+    client: TestClient, seeded: dict[str, str], settings: Settings
+) -> None:
+    """A purge recounts the rollups and the cube: it moves the revision on too."""
+    dashboard = seeded["dash_a"]
+    before = poll(client, dashboard, MONTHS)
+    assert before.body["totals"]["count"] == 8
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            tenant = get_tenant_by_name(session, name="ministry-a")
+            assert tenant is not None
+            purged = purge_complaints(
+                session, received_before=datetime(2025, 1, 6, tzinfo=UTC), tenant_id=tenant.id
+            )
+    finally:
+        engine.dispose()
+    assert purged.complaints == 2  # both received on 5 January (UTC)
+    after = poll(client, dashboard, MONTHS, before.etag)
+    assert after.status == 200
+    assert by_period(after.body)["2025-01-01"] == (4, 2, 1, 1)
+    assert after.body["totals"]["count"] == 6
+
+
+def test_a_change_the_revision_misses_shows_within_the_cache_bound(
+    database_url: str, make_settings: Callable[..., Settings], make_key: KeyFactory
+) -> None:
+    """`trends_cache_seconds` bounds staleness whatever changes the counts: here an operator's
+    SQL on the cube, which moves no revision. Until then polls share the cached answer."""
+    bound = 3.0
+    settings = make_settings(database_url, trends_cache_seconds=bound)
+    migrate(database_url)
+    key = make_key("ministry", "ministry-a")
+    with TestClient(create_app(settings)) as client:
+        post_and_wait(client, key, A_ROWS[:3])
+        assert poll(client, key, MONTHS).body["totals"]["count"] == 3
+        engine = make_engine(database_url)
+        try:
+            with session_scope(make_session_factory(engine)) as session:
+                session.execute(
+                    update(TrendCube)
+                    .where(
+                        TrendCube.level == "month:",
+                        TrendCube.value == NO_DIMENSION,
+                        TrendCube.topic == ALL_TOPICS,
+                    )
+                    .values(count=TrendCube.count + 5, negative=TrendCube.negative + 5)
+                )
+        finally:
+            engine.dispose()
+        changed_at = time.monotonic()
+        first = poll(client, key, MONTHS).body["totals"]["count"]
+        assert first == 3 or time.monotonic() - changed_at > bound  # the cached answer
+        while (count := poll(client, key, MONTHS).body["totals"]["count"]) != 8:
+            assert count == 3
+            assert time.monotonic() - changed_at < bound + 2.0, "stale past the bound"
+            time.sleep(0.1)
