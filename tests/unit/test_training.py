@@ -34,7 +34,9 @@ from training.fit import (
     pairing_groups,
     prepare_texts,
     row_weights,
+    shrink_thresholds,
     topic_augmentations,
+    topic_cv_breakdown,
 )
 
 WORDS = {
@@ -273,11 +275,34 @@ def test_tiny_topics_run_trains_on_train_only_and_evaluates(seed, cache, tmp_pat
     meta = registry.publish(
         model, task="topics", metrics={"macro_f1": report["cv_macro_f1"]}, primary_metric="macro_f1"
     )
+    breakdown = report["cv_breakdown"]
+    assert set(breakdown["by_language"]) == {"ar", "fr"}
+    assert set(breakdown["by_topic"]) == {"delays", "fees", "praise"}
     loaded, _ = registry.load("topics", meta.version)
     evaluation = evaluate_topics(loaded, EvaluationData(cache, _seed=seed))
     assert evaluation["macro_f1"] > 0.8
     assert set(evaluation["test"]["per_language"]) == {"ar", "fr"}
     assert evaluation["test"]["overall"]["n"] == int((seed["split"] == "test").sum())
+
+
+def test_topic_cv_breakdown_scores_each_variety_on_its_own_rows():
+    labels = ["delays", "fees"]
+    y = np.array([[1, 0], [0, 1], [1, 0], [0, 1]], dtype=np.int8)
+    right = y.astype(np.float64)
+    scores = np.vstack([right[:2], 1.0 - right[2:]])  # ar rows right, fr rows swapped
+    breakdown = topic_cv_breakdown(y, scores, [0.5, 0.5], ["ar", "ar", "fr", "fr"], labels)
+    assert breakdown["by_language"] == {"ar": 1.0, "fr": 0.0}
+    assert breakdown["by_language_topic"]["fr"] == {"delays": 0.0, "fees": 0.0}
+    assert breakdown["by_topic"] == {"delays": 0.5, "fees": 0.5}
+
+
+def test_threshold_shrinkage_pulls_cuts_toward_their_mean_and_keeps_their_order():
+    tuned = np.array([0.2, 0.4, 0.9])
+    assert np.allclose(shrink_thresholds(tuned, 0.0), tuned)
+    assert np.allclose(shrink_thresholds(tuned, 1.0), tuned.mean())
+    half = shrink_thresholds(tuned, 0.5)
+    assert np.allclose(half, (tuned + tuned.mean()) / 2)
+    assert list(np.argsort(half)) == list(np.argsort(tuned))
 
 
 def test_config_is_typed_and_round_trips(tmp_path: Path):
