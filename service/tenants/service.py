@@ -61,8 +61,8 @@ def create_key(
     name: str | None = None,
     expires_at: datetime | None = None,
 ) -> CreatedKey:
-    if role == Role.ministry and not tenant_name:
-        raise KeyCreationError("a ministry key belongs to a tenant: pass --tenant NAME")
+    if role in (Role.ministry, Role.dashboard) and not tenant_name:
+        raise KeyCreationError(f"a {role.value} key belongs to a tenant: pass --tenant NAME")
     tenant = get_or_create_tenant(session, name=tenant_name) if tenant_name else None
     new = generate_key(pepper)
     key = ApiKey(

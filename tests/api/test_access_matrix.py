@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
@@ -33,8 +33,8 @@ from service.core.config import DEV_SECRET, Settings, get_settings
 from service.core.db import make_engine, make_session_factory, session_scope
 from service.core.security import split_prefix
 from service.main import create_app
-from service.tenants.models import Role, Tenant
-from service.tenants.service import create_key
+from service.tenants.models import ApiKey, Role, Tenant
+from service.tenants.service import KeyCreationError, create_key
 from service.themes.models import ThemeRun
 from service.topics.models import CustomTopic
 from tests.conftest import (
@@ -441,8 +441,18 @@ def test_tenant_missing_is_a_documented_validation_error(world: World, path: str
 
 
 def test_a_key_without_tenant_reads_no_tenant_data(world: World) -> None:
-    """`keys create --role dashboard` without --tenant makes such a key: it must read nothing."""
-    key = _make_key(world.settings, Role.dashboard)
+    """Such a key can no longer be created; one left by an older version must read nothing."""
+    with pytest.raises(KeyCreationError, match="--tenant"):
+        _make_key(world.settings, Role.dashboard)
+    key = _make_key(world.settings, Role.dashboard, tenant="legacy")
+    engine = make_engine(world.settings.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            session.execute(
+                update(ApiKey).where(ApiKey.prefix == split_prefix(key)).values(tenant_id=None)
+            )
+    finally:
+        engine.dispose()
     headers = {"Authorization": f"Bearer {key}"}
 
     for path in ("/v1/themes", "/v1/topics", "/v1/trends", "/v1/complaints", "/v1/alerts"):
