@@ -468,3 +468,86 @@ def evaluate_topics(
 ) -> None:
     """Seed-set test split: macro-F1 overall, per topic, per language variety."""
     _run_evaluation("topics", version, registry, data_dir)
+
+
+# -- fine-tuning experiment ------------------------------------------------------------------
+
+Balancing = Annotated[
+    str | None, typer.Option(help="row weights: none | corpus | corpus_script_class")
+]
+
+
+@train_app.command("sentiment-finetune")
+def train_sentiment_finetune(
+    config: ConfigFile = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda")] = None,
+    epochs: Annotated[float | None, typer.Option(help="passes over the train set")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="stop after N steps (smoke runs)")] = None,
+    max_train_rows: Annotated[int | None, typer.Option(help="subsample train (smoke)")] = None,
+    max_rows_per_corpus: Annotated[
+        int | None, typer.Option(help="subsample each corpus's train split (by script)")
+    ] = None,
+    max_dev_rows_per_corpus: Annotated[
+        int | None, typer.Option(help="subsample each corpus's dev split (by script)")
+    ] = None,
+    balance: Balancing = None,
+    batch_size: Annotated[int | None, typer.Option(help="rows per step")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="steps between dev scores")] = None,
+    max_train_minutes: Annotated[
+        float | None, typer.Option(help="stop training after this many minutes")
+    ] = None,
+    no_test: Annotated[
+        bool, typer.Option("--no-test", help="skip the test splits (smoke runs)")
+    ] = False,
+    seed: Seed = None,
+    data_dir: DataDir = None,
+    output: Annotated[
+        Path | None, typer.Option(help="experiment directory (default: .cache/experiments/…)")
+    ] = None,
+) -> None:
+    """LoRA fine-tuning of the encoder + sentiment head (an experiment: saved under
+    .cache/experiments, not published); dev-selected, test splits scored once at the end."""
+    from training.config import FinetuneConfig
+    from training.finetune import run_finetune
+
+    base = (
+        FinetuneConfig.model_validate_json(config.read_text(encoding="utf-8"))
+        if config is not None
+        else FinetuneConfig()
+    )
+    options = {
+        "device": device,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "max_train_rows": max_train_rows,
+        "max_rows_per_corpus": max_rows_per_corpus,
+        "max_dev_rows_per_corpus": max_dev_rows_per_corpus,
+        "balance": balance,
+        "batch_size": batch_size,
+        "eval_every": eval_every,
+        "max_train_minutes": max_train_minutes,
+        "seed": seed,
+    }
+    updates = {key: value for key, value in options.items() if value is not None}
+    if no_test:
+        updates["evaluate_test"] = False
+    # validated again so that a bad --device or --balance fails with pydantic's message
+    final = FinetuneConfig.model_validate({**base.model_dump(), **updates})
+    directory, metrics = run_finetune(final, data_dir=data_dir, output=output, log=_say)
+    test = metrics.get("test", {})
+    summary = {
+        name: {"macro_f1": test[name]["macro_f1"], "weighted_f1": test[name]["weighted_f1"]}
+        for name in test
+        if isinstance(test[name], dict)
+    }
+    print(
+        json.dumps(
+            {
+                "experiment": str(directory),
+                "best_dev_mean_macro_f1": metrics["selection"]["best_dev_mean_macro_f1"],
+                "macro_f1_mean": test.get("macro_f1_mean"),
+                "test": summary,
+            },
+            indent=2,
+        )
+    )

