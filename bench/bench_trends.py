@@ -179,6 +179,8 @@ def api(url: str) -> Iterator[tuple[httpx.Client, int]]:
         "SAWT_ENVIRONMENT": "test",
         "SAWT_LOG_LEVEL": "WARNING",
         "SAWT_AUTO_MIGRATE": "false",
+        # Every request must do the full work: no reuse of computed answers.
+        "SAWT_TRENDS_CACHE_SECONDS": "0",
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "bench.bench_trends", "--serve", str(port)], cwd=REPO, env=env
