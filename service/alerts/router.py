@@ -15,7 +15,7 @@ from service.alerts.themes import (
     themes_from_runs,
     themes_path,
 )
-from service.api.deps import PrincipalDep, SessionDep, SettingsDep
+from service.api.deps import PrincipalDep, SessionDep, SettingsDep, invalid
 from service.tenants.models import Role
 from service.trends.router import (
     EARLIEST_DATE,
@@ -23,7 +23,6 @@ from service.trends.router import (
     READ_ERRORS,
     FiltersDep,
     cached_json,
-    invalid,
 )
 from service.trends.schemas import Granularity
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -15,8 +16,8 @@ from models.pipeline import AnalysisPipeline
 from service.api.context import AppContext
 from service.core.config import Settings
 from service.core.ratelimit import enforce_rate_limit
-from service.tenants.models import Role
-from service.tenants.service import Principal, authenticate
+from service.tenants.models import Role, Tenant
+from service.tenants.service import Principal, authenticate, get_tenant_by_name
 
 log = logging.getLogger(__name__)
 
@@ -130,3 +131,37 @@ async def database_unavailable_error(_request: Request, exc: Exception) -> JSONR
 def install_database_errors(app: FastAPI) -> None:
     for error in (OperationalError, InterfaceError):
         app.add_exception_handler(error, database_unavailable_error)
+
+
+def invalid(field: str, message: str, value: Any = None) -> RequestValidationError:
+    """A 422 in FastAPI's own shape, so clients parse every validation error alike."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("query", field), "msg": message, "input": value}]
+    )
+
+
+def resolve_tenant(
+    session: Session, principal: Principal, tenant: str | None
+) -> tuple[tuple[int, ...] | None, str | None]:
+    """Ministry and dashboard keys read their own tenant; analysts and admins any (or all)."""
+    scope = tenant_scope(principal)
+    if principal.role in (Role.ministry, Role.dashboard):
+        if scope is None:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this {principal.role.value} key has no tenant: create it with --tenant NAME",
+            )
+        own = session.get(Tenant, scope)
+        own_name = own.name if own else None
+        if tenant is not None and tenant != own_name:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"a {principal.role.value} key acts for its own tenant only",
+            )
+        return (scope,), own_name
+    if tenant is None:
+        return None, None
+    found = get_tenant_by_name(session, name=tenant)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant '{tenant}' not found")
+    return (found.id,), found.name

@@ -10,7 +10,14 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, 
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from service.api.deps import ContextDep, ReaderDep, SessionDep, WriterDep, tenant_scope
+from service.api.deps import (
+    ContextDep,
+    ReaderDep,
+    SessionDep,
+    WriterDep,
+    resolve_tenant,
+    tenant_scope,
+)
 from service.audit.service import record_read
 from service.batches import service
 from service.batches.parsing import (
@@ -26,8 +33,7 @@ from service.batches.schemas import (
     ResultsPage,
     RowErrorPublic,
 )
-from service.tenants.models import Role, Tenant
-from service.tenants.service import Principal, get_tenant_by_name
+from service.tenants.service import Principal
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -88,24 +94,15 @@ async def _upload_bytes(request: Request, limit: int) -> tuple[bytes, str | None
 
 
 def _resolve_tenant(principal: Principal, session: SessionDep, tenant: str | None) -> int:
-    if principal.role == Role.ministry:
-        assert principal.tenant_id is not None
-        own = session.get(Tenant, principal.tenant_id)
-        if tenant is not None and (own is None or tenant != own.name):
-            # Never post silently into the own tenant when the caller named another one.
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, "a ministry key posts for its own tenant only"
-            )
-        return principal.tenant_id
-    if not tenant:
+    """The read routes' rule (a ministry key never posts silently into its own tenant when it
+    named another), plus: an admin must name the tenant it posts for."""
+    tenant_ids, _name = resolve_tenant(session, principal, tenant)
+    if not tenant_ids:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             "an admin posting a batch must name the tenant: ?tenant=NAME",
         )
-    found = get_tenant_by_name(session, name=tenant)
-    if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant '{tenant}' not found")
-    return found.id
+    return tenant_ids[0]
 
 
 def _errors(upload: ParsedUpload) -> list[RowErrorPublic]:

@@ -14,12 +14,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from service.api.deps import PrincipalDep, SessionDep
+from service.api.deps import PrincipalDep, SessionDep, invalid
 from service.audit.service import record_read
 from service.batches.schemas import SentimentPublic, TopicPublic
 from service.complaints.listing import BadCursor, Cursor, ListedComplaint, list_complaints
 from service.tenants.models import Role
-from service.trends.router import READ_ERRORS, FiltersDep, cached_json, invalid
+from service.trends.router import READ_ERRORS, FiltersDep, cached_json
 
 router = APIRouter(prefix="/v1", tags=["complaints"])
 

@@ -11,12 +11,12 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from service.api.deps import PrincipalDep, SessionDep
+from service.api.deps import PrincipalDep, SessionDep, invalid
 from service.dashboard.i18n import DEFAULT_LANG, Lang
 from service.dashboard.security import page_headers, report_csp
 from service.reports.schemas import SummaryReport
 from service.reports.service import BadPeriod, build_report, parse_period
-from service.trends.router import READ_ERRORS, FiltersDep, cached_json, invalid
+from service.trends.router import READ_ERRORS, FiltersDep, cached_json
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 

@@ -8,10 +8,17 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from service.api.deps import ContextDep, PipelineDep, PrincipalDep, SessionDep, WriterDep
+from service.api.deps import (
+    ContextDep,
+    PipelineDep,
+    PrincipalDep,
+    SessionDep,
+    WriterDep,
+    invalid,
+    resolve_tenant,
+)
 from service.tenants.service import Principal
 from service.themes import service
-from service.trends.router import invalid, resolve_tenant
 
 router = APIRouter(prefix="/v1/themes", tags=["themes"])
 TENANT_ERRORS: dict[int | str, dict[str, Any]] = {

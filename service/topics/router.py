@@ -7,11 +7,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from service.api.deps import ContextDep, PipelineDep, PrincipalDep, SessionDep, WriterDep
+from service.api.deps import (
+    ContextDep,
+    PipelineDep,
+    PrincipalDep,
+    SessionDep,
+    WriterDep,
+    invalid,
+    resolve_tenant,
+)
 from service.tenants.service import Principal
 from service.topics import service
 from service.topics.schemas import CustomTopicCreate, TopicList, TopicPublic
-from service.trends.router import invalid, resolve_tenant
 
 router = APIRouter(prefix="/v1/topics", tags=["topics"])
 TENANT_ERRORS: dict[int | str, dict[str, Any]] = {

@@ -8,13 +8,11 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
-from service.api.deps import ContextDep, PrincipalDep, SessionDep, tenant_scope
-from service.tenants.models import Role, Tenant
-from service.tenants.service import Principal, get_tenant_by_name
+from service.api.deps import ContextDep, PrincipalDep, SessionDep, invalid, resolve_tenant
+from service.tenants.service import Principal
 from service.trends.cache import TaggedBody, TrendCache
 from service.trends.schemas import (
     GROUP_DIMENSIONS,
@@ -48,13 +46,6 @@ LATEST_DATE = date(2999, 12, 31)
 MAX_SPAN_DAYS = 20 * 366
 
 
-def invalid(field: str, message: str, value: Any = None) -> RequestValidationError:
-    """A 422 in FastAPI's own shape, so clients parse every validation error alike."""
-    return RequestValidationError(
-        [{"type": "value_error", "loc": ("query", field), "msg": message, "input": value}]
-    )
-
-
 def split_values(field: str, raw: list[str] | None) -> tuple[str, ...]:
     values: list[str] = []
     for item in raw or []:
@@ -86,33 +77,6 @@ class ResolvedFilters:
             topic=list(f.topic),
             sentiment=list(f.sentiment),
         )
-
-
-def resolve_tenant(
-    session: Session, principal: Principal, tenant: str | None
-) -> tuple[tuple[int, ...] | None, str | None]:
-    """Ministry and dashboard keys read their own tenant; analysts and admins any (or all)."""
-    scope = tenant_scope(principal)
-    if principal.role in (Role.ministry, Role.dashboard):
-        if scope is None:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"this {principal.role.value} key has no tenant: create it with --tenant NAME",
-            )
-        own = session.get(Tenant, scope)
-        own_name = own.name if own else None
-        if tenant is not None and tenant != own_name:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"a {principal.role.value} key reads its own tenant only",
-            )
-        return (scope,), own_name
-    if tenant is None:
-        return None, None
-    found = get_tenant_by_name(session, name=tenant)
-    if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant '{tenant}' not found")
-    return (found.id,), found.name
 
 
 @dataclass(frozen=True)
