@@ -449,12 +449,17 @@ def test_error_responses_never_echo_complaint_text(
         assert MARK not in answer.text, answer.request.url
 
 
+def planted_phone() -> tuple[dict[str, Any], str]:
+    """A planted row and the raw phone number planted in it."""
+    row = planted_rows(per_language=1)[0]
+    return row, next(p["value"] for p in row["planted"] if p["kind"] == "phone")
+
+
 def test_a_shifted_column_is_not_echoed_in_row_errors(
     client: TestClient, make_key: KeyFactory, engine: Engine
 ) -> None:
     key = make_key("ministry", tenant="privacy-shifted")
-    row = planted_rows(per_language=1)[0]
-    phone = next(p["value"] for p in row["planted"] if p["kind"] == "phone")
+    row, phone = planted_phone()
     shifted = {"id": "shifted", "text": "web", "received_at": f"{MARK} {phone}"}
     posted = client.post(
         "/v1/batches",
@@ -474,8 +479,7 @@ def test_metadata_values_are_redacted_like_the_text(
     client: TestClient, make_key: KeyFactory, engine: Engine
 ) -> None:
     key = make_key("ministry", tenant="privacy-metadata")
-    row = planted_rows(per_language=1)[0]
-    phone = next(p["value"] for p in row["planted"] if p["kind"] == "phone")
+    _row, phone = planted_phone()
     complaint = {
         "id": "with-metadata",
         "text": "Le guichet était fermé toute la matinée.",
