@@ -14,7 +14,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,8 +28,16 @@ from models.encoder.encoder import DEFAULT_PREFIX, available_cores, check_model_
 from models.text.transliterate import tifinagh_to_latin
 from training.baseline import f1_scores, sentiment_groups
 from training.config import FinetuneConfig
-from training.corpora import CORPORA, SENTIMENT_LABELS, load_seed_topics
-from training.fit import SEED_SOURCE, per_corpus_macro_f1, prepare_texts, row_weights
+from training.corpora import SENTIMENT_LABELS, load_seed_topics
+from training.fit import (
+    Log,
+    log_to_stderr,
+    per_corpus_macro_f1,
+    prepare_texts,
+    row_weights,
+    seed_sentiment_rows,
+    trainable_corpora,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -42,13 +50,6 @@ CONFIG_FILE = "training_config.json"
 METRICS_FILE = "metrics.json"
 # every corpus loader's split names; sentiment_groups names the test slices
 SENTIMENT_CORPORA = ("afrisenti_ary", "arsarcasm_v2", "umsab_xlm_t", "mac", "astd")
-
-Log = Callable[[str], None]
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
 
 # -- data ----------------------------------------------------------------------------------
 
@@ -85,12 +86,7 @@ def load_finetune_data(
     frames = frames if frames is not None else sentiment_frames(data_dir)
     columns = ["text", "label", "language", "script", "source"]
     trains, devs = [], []
-    for name in config.corpora:
-        if name not in frames:
-            raise ValueError(f"unknown or non-sentiment corpus {name!r}; known: {sorted(frames)}")
-        if not CORPORA[name].trainable:
-            raise ValueError(f"{name}'s terms do not allow training the shipped model")
-        frame = frames[name]
+    for frame in trainable_corpora(config.corpora, frames).values():
         train = frame[frame["split"] == "train"]
         if config.max_rows_per_corpus is not None:
             train = _stratified_sample(train, config.max_rows_per_corpus, config.seed)
@@ -102,10 +98,7 @@ def load_finetune_data(
     if config.seed_sentiment:
         seed = seed_frame if seed_frame is not None else load_seed_topics()
         if len(seed):
-            rows = seed[seed["split"] == "train"].assign(
-                label=seed["sentiment"], source=SEED_SOURCE
-            )
-            trains.append(rows[columns])
+            trains.append(seed_sentiment_rows(seed[seed["split"] == "train"])[columns])
     train = pd.concat(trains, ignore_index=True)
     dev = pd.concat(devs, ignore_index=True)
     if config.max_train_rows is not None and len(train) > config.max_train_rows:
@@ -359,7 +352,7 @@ def train_model(
     data: FinetuneData,
     config: FinetuneConfig,
     *,
-    log: Log = _stderr,
+    log: Log = log_to_stderr,
     progress: bool = True,
 ) -> dict[str, Any]:
     """AdamW with linear warmup/decay on weighted cross-entropy; the best dev step is kept."""
@@ -522,7 +515,7 @@ def run_finetune(
     *,
     data_dir: Path | None = None,
     output: Path | None = None,
-    log: Log = _stderr,
+    log: Log = log_to_stderr,
 ) -> tuple[Path, dict[str, Any]]:
     """Train, select on dev, save adapter + head + config, score test once; returns the
     experiment directory and its metrics (also written to ``metrics.json``)."""

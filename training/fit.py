@@ -306,6 +306,25 @@ def arabizi_augment(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def trainable_corpora(
+    corpora: Sequence[str], frames: dict[str, pd.DataFrame]
+) -> dict[str, pd.DataFrame]:
+    """The configured corpora's frames; unknown ones, and those whose terms forbid training
+    the shipped model, are refused."""
+    unknown = [name for name in corpora if name not in frames]
+    if unknown:
+        raise ValueError(f"unknown or non-sentiment corpora {unknown}; known: {sorted(frames)}")
+    for name in corpora:
+        if not CORPORA[name].trainable:
+            raise ValueError(f"{name}'s terms do not allow training the shipped model")
+    return {name: frames[name] for name in corpora}
+
+
+def seed_sentiment_rows(seed: pd.DataFrame) -> pd.DataFrame:
+    """Seed-set rows as a sentiment corpus: their sentiment is the label."""
+    return seed.assign(label=seed["sentiment"], source=SEED_SOURCE)
+
+
 @dataclass
 class SentimentData:
     train: Split
@@ -327,14 +346,8 @@ def load_sentiment_data(
     from training.baseline import sentiment_frames
 
     frames = frames if frames is not None else sentiment_frames(data_dir)
-    unknown = [name for name in config.corpora if name not in frames]
-    if unknown:
-        raise ValueError(f"unknown or non-sentiment corpora {unknown}; known: {sorted(frames)}")
     trains, devs = [], []
-    for name in config.corpora:
-        if not CORPORA[name].trainable:
-            raise ValueError(f"{name}'s terms do not allow training the shipped model")
-        frame = frames[name]
+    for name, frame in trainable_corpora(config.corpora, frames).items():
         trains.append(embed_frame(cache, f"{name}-train", frame[frame["split"] == "train"]))
         devs.append(embed_frame(cache, f"{name}-dev", frame[frame["split"] == "dev"]))
     if config.seed_sentiment:
@@ -342,7 +355,7 @@ def load_sentiment_data(
         if len(seed):
             everything = embed_frame(cache, "seed_topics-all", seed)
             rows = everything.subset((everything.frame["split"] == "train").to_numpy())
-            rows.frame = rows.frame.assign(label=rows.frame["sentiment"], source=SEED_SOURCE)
+            rows.frame = seed_sentiment_rows(rows.frame)
             trains.append(rows)
     train = Split.concat(trains)
     if config.max_train_rows is not None and len(train) > config.max_train_rows:
@@ -417,7 +430,7 @@ def per_corpus_macro_f1(frame: pd.DataFrame, predicted: np.ndarray) -> dict[str,
 Log = Callable[[str], None]
 
 
-def _stderr(message: str) -> None:
+def log_to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
@@ -427,7 +440,7 @@ def _label_index(labels: Sequence[str], values: Sequence[str]) -> npt.NDArray[np
 
 
 def fit_embedding_sentiment(
-    config: SentimentConfig, data: SentimentData, log: Log = _stderr
+    config: SentimentConfig, data: SentimentData, log: Log = log_to_stderr
 ) -> tuple[EmbeddingSentimentClassifier, dict[str, Any]]:
     """The embedding head, its hyper-parameter chosen on dev (mean per-corpus macro-F1)."""
     train = data.train
@@ -470,7 +483,7 @@ def fit_embedding_sentiment(
 
 
 def fit_tfidf_sentiment(
-    config: SentimentConfig, data: SentimentData, log: Log = _stderr
+    config: SentimentConfig, data: SentimentData, log: Log = log_to_stderr
 ) -> tuple[TfidfSentimentClassifier, dict[str, Any]]:
     """The char n-gram member, trained as the baseline is: C on dev, temperature on dev."""
     started = time.perf_counter()
@@ -538,7 +551,7 @@ def choose_ensemble_weights(
 
 
 def fit_sentiment(
-    config: SentimentConfig, data: SentimentData, log: Log = _stderr
+    config: SentimentConfig, data: SentimentData, log: Log = log_to_stderr
 ) -> tuple[Any, dict[str, Any]]:
     """Embedding head, and if configured its ensemble with the char n-gram head; the better
     of the two on dev (mean per-corpus macro-F1) is returned with a selection report."""
@@ -719,7 +732,7 @@ def shrink_thresholds(thresholds: npt.ArrayLike, shrinkage: float) -> FloatArray
 
 
 def fit_topics(
-    config: TopicsConfig, data: TopicsData, log: Log = _stderr
+    config: TopicsConfig, data: TopicsData, log: Log = log_to_stderr
 ) -> tuple[Any, dict[str, Any]]:
     """Embedding topic head (C by cross-validation inside train), optionally pooled with the
     char n-gram head (weight and thresholds from the same out-of-fold scores)."""
