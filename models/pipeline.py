@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from models.custom_topics import TopicPrototype
-from models.registry import Registry
+from models.registry import ArtifactError, ArtifactMeta, Registry
 from models.text.normalize import model_input
 from models.text.redact import redact
 
@@ -76,6 +76,8 @@ class AnalysisPipeline:
         self.topic_model = topic_model
         self.versions = versions
         self.encoder = encoder
+        # the LoRA adapter merged into the encoder the embedding heads were fit on (None: base)
+        self.encoder_adapter: str | None = None
 
     @classmethod
     def from_registry(
@@ -91,13 +93,23 @@ class AnalysisPipeline:
         }
         if encoder is not None:
             versions["encoder"] = encoder.version
-        return cls(
+        pipeline = cls(
             language_identifier=langid,
             sentiment_model=sentiment,
             topic_model=topics,
             versions=versions,
             encoder=encoder,
         )
+        pipeline.encoder_adapter = _encoder_adapter(
+            {"sentiment": (sentiment, sentiment_meta), "topics": (topics, topics_meta)}
+        )
+        return pipeline
+
+    def attach_encoder(self, encoder: TextEncoder | None) -> None:
+        """Serve with `encoder` (the one the heads name, see ``encoder_adapter``)."""
+        self.encoder = encoder
+        if encoder is not None:
+            self.versions["encoder"] = encoder.version
 
     @property
     def model_version(self) -> str:
@@ -182,3 +194,23 @@ class AnalysisPipeline:
                 )
             )
         return results
+
+
+def _encoder_adapter(heads: dict[str, tuple[Any, ArtifactMeta]]) -> str | None:
+    """The adapter every embedding-reading head was fit on; heads fit on different encoders
+    cannot share one encoder pass, so that is refused with the versions named."""
+    named = {
+        task: meta.extra.get("training_config", {}).get("encoder_adapter")
+        for task, (model, meta) in heads.items()
+        if getattr(model, "input_kind", "text") != "text"
+    }
+    if len(set(named.values())) > 1:
+        described = ", ".join(
+            f"{task}/{heads[task][1].version} on {adapter or 'the base encoder'}"
+            for task, adapter in named.items()
+        )
+        raise ArtifactError(
+            f"the promoted heads were fit on different encoders ({described}); "
+            "promote heads fit on the same encoder"
+        )
+    return next(iter(named.values()), None)

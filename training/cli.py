@@ -136,11 +136,16 @@ def model_card(
 ) -> str:
     corrections = report.get("corrections", 0)
     rows = [[str(d["corpus"]), str(d.get("licence", "")), str(d["rows"])] for d in training_data]
+    encoder = (
+        "the shared multilingual-e5-small embedding"
+        if config.encoder_adapter is None
+        else "the shared multilingual-e5-small embedding, fine-tuned: LoRA adapter "
+        f"`{config.encoder_adapter}` (models/adapters) merged into its weights"
+    )
     if task == "sentiment":
         what = (
-            "negative / neutral / positive with calibrated probabilities, from the shared "
-            "multilingual-e5-small embedding (served as ONNX dynamic int8, `query: ` prefix, "
-            "mean pooled, L2-normalised)"
+            f"negative / neutral / positive with calibrated probabilities, from {encoder} "
+            "(served as ONNX dynamic int8, `query: ` prefix, mean pooled, L2-normalised)"
         )
         if model.kind == "ensemble-sentiment":
             what += (
@@ -153,7 +158,7 @@ def model_card(
     else:
         what = (
             "multi-label topics over the default taxonomy (DESIGN.md §4): one class-balanced "
-            "logistic regression per topic on the shared embedding"
+            f"logistic regression per topic on {encoder}"
         )
         if model.kind == "ensemble-topics":
             what += (
@@ -350,7 +355,9 @@ def _run_training(
 
     _load_model_kinds()
     config = _config(task, config_file, seed, with_corrections)
-    data = EvaluationData(EmbeddingCache(variant=config.encoder_variant), data_dir)
+    data = EvaluationData(
+        EmbeddingCache(variant=config.encoder_variant, adapter=config.encoder_adapter), data_dir
+    )
     _, metrics, meta = train_task(
         task,
         config,
@@ -435,8 +442,10 @@ def _run_evaluation(
     _load_model_kinds()
     reg = Registry(registry)
     meta = reg.load_meta(task, version)
-    variant = str(meta.extra.get("training_config", {}).get("encoder_variant", "int8"))
-    data = EvaluationData(EmbeddingCache(variant=variant), data_dir)
+    trained_with = meta.extra.get("training_config", {})
+    variant = str(trained_with.get("encoder_variant", "int8"))
+    adapter = trained_with.get("encoder_adapter")
+    data = EvaluationData(EmbeddingCache(variant=variant, adapter=adapter), data_dir)
     evaluation = evaluate_version(task, meta.version, registry=reg, data=data)
     directory = reg.path(task, meta.version)
     print(
@@ -491,6 +500,9 @@ def train_sentiment_finetune(
         int | None, typer.Option(help="subsample each corpus's dev split (by script)")
     ] = None,
     balance: Balancing = None,
+    anchor_weight: Annotated[
+        float | None, typer.Option(help="penalty on pooled-embedding drift from the base")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="rows per step")] = None,
     eval_every: Annotated[int | None, typer.Option(help="steps between dev scores")] = None,
     max_train_minutes: Annotated[
@@ -523,6 +535,7 @@ def train_sentiment_finetune(
         "max_rows_per_corpus": max_rows_per_corpus,
         "max_dev_rows_per_corpus": max_dev_rows_per_corpus,
         "balance": balance,
+        "anchor_weight": anchor_weight,
         "batch_size": batch_size,
         "eval_every": eval_every,
         "max_train_minutes": max_train_minutes,
@@ -551,3 +564,19 @@ def train_sentiment_finetune(
             indent=2,
         )
     )
+
+
+@train_app.command("publish-adapter")
+def train_publish_adapter(
+    experiment: Annotated[Path, typer.Argument(help="a sentiment-finetune experiment directory")],
+    name: Annotated[str | None, typer.Option(help="adapter version (default: from dir)")] = None,
+) -> None:
+    """Publish an experiment's LoRA adapter to models/adapters; then fit heads on it with
+    `encoder_adapter` in the sentiment / topics training config."""
+    from models.encoder import tuned
+    from training.finetune import publish_adapter
+
+    target = publish_adapter(experiment, name=name)
+    _say(f"published {target}; merging it into the encoder")
+    tuned.build_tuned(target.name)
+    print(target)

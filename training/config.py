@@ -35,6 +35,12 @@ class SentimentConfig(_Config):
     encoder_variant: EncoderVariant = Field(
         default="int8", description="the served encoder: heads are trained on what they will be fed"
     )
+    encoder_adapter: str | None = Field(
+        default=None,
+        description="LoRA adapter (models/adapters/<name>) merged into the encoder whose "
+        "embeddings the heads are fit on; None: the base encoder. The service serves the "
+        "encoder its promoted heads name",
+    )
     head: Literal["logreg", "mlp"] = "mlp"
     C_grid: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0])
     hidden: list[int] = Field(default_factory=lambda: [256], description="MLP layer sizes")
@@ -77,6 +83,12 @@ class TopicsConfig(_Config):
 
     task: Literal["topics"] = "topics"
     encoder_variant: EncoderVariant = "int8"
+    encoder_adapter: str | None = Field(
+        default=None,
+        description="LoRA adapter (models/adapters/<name>) merged into the encoder whose "
+        "embeddings the heads are fit on; None: the base encoder. The service serves the "
+        "encoder its promoted heads name",
+    )
     C_grid: list[float] = Field(default_factory=lambda: [4.0, 16.0, 64.0])
     cv: int = Field(default=5, ge=2, description="folds inside train for C, weights and thresholds")
     cv_groups: Literal["none", "pairs"] = Field(
@@ -109,7 +121,7 @@ class TopicsConfig(_Config):
 
 
 class FinetuneConfig(_Config):
-    """LoRA fine-tuning of the shared encoder with a sentiment head (an experiment, not served).
+    """LoRA fine-tuning of the shared encoder with a sentiment head; its adapter can be published.
 
     Trains on the same corpora's train splits as ``SentimentConfig`` (+ the seed set's train
     split), selects the best step on the dev splits' mean per-corpus macro-F1.
@@ -160,6 +172,13 @@ class FinetuneConfig(_Config):
     )
     learning_rate: float = Field(default=5e-4, gt=0, description="LoRA parameters")
     head_learning_rate: float = Field(default=2e-3, gt=0)
+    anchor_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="weight of a penalty on the drift of pooled embeddings from the base "
+        "encoder's (1 - cosine): the served embedding also feeds discovery and tenants' "
+        "similarity topics, which a sentiment-only objective can bend toward sentiment",
+    )
     weight_decay: float = Field(default=0.01, ge=0)
     warmup_ratio: float = Field(default=0.06, ge=0, lt=1)
     eval_every: int = Field(default=200, ge=1, description="steps between dev evaluations")

@@ -36,18 +36,23 @@ from training.corpora import CorpusError, load_corpus
 CORPUS = "complaints_social_media"
 
 
-def embeddings_for(texts: list[str], cache_dir: Path | None) -> npt.NDArray[np.float32]:
-    """Encoder output for ``texts``, cached by content so that reruns skip the encoder."""
-    from models.encoder import build
+def embeddings_for(
+    texts: list[str], cache_dir: Path | None, adapter: str | None = None
+) -> npt.NDArray[np.float32]:
+    """Encoder output for ``texts`` (the base, or the base with LoRA `adapter` merged), cached
+    by content so that reruns skip the encoder."""
+    from models.encoder import build, tuned
     from models.encoder.encoder import Encoder
 
     key = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     root = cache_dir if cache_dir is not None else build.default_cache_dir() / "discovery"
-    path = root / f"eval-{CORPUS}-{build.SOURCE_SHA256[:8]}-{key}.npy"
+    encoder_name = build.SOURCE_SHA256[:8] + (f"+{adapter}" if adapter else "")
+    path = root / f"eval-{CORPUS}-{encoder_name}-{key}.npy"
     if path.is_file():
         return np.load(path)
     started = time.perf_counter()
-    vectors = Encoder().encode(texts)
+    model_dir = tuned.build_tuned(adapter, export=False) if adapter else None
+    vectors = Encoder(model_dir).encode(texts)
     print(f"encoded {len(texts)} texts in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, vectors)
@@ -69,14 +74,16 @@ def scores(truth: npt.ArrayLike, labels: npt.NDArray[np.int64]) -> dict[str, flo
     }
 
 
-def evaluate(min_theme_size: int | None, cache_dir: Path | None, seed: int) -> dict[str, Any]:
+def evaluate(
+    min_theme_size: int | None, cache_dir: Path | None, seed: int, adapter: str | None = None
+) -> dict[str, Any]:
     frame = load_corpus(CORPUS)
-    vectors = embeddings_for(frame["text"].tolist(), cache_dir)
+    vectors = embeddings_for(frame["text"].tolist(), cache_dir, adapter)
     views = {
         "complaints": frame["complaint"].to_numpy(dtype=bool),
         "all": np.ones(len(frame), bool),
     }
-    report: dict[str, Any] = {"corpus": CORPUS, "views": {}}
+    report: dict[str, Any] = {"corpus": CORPUS, "encoder_adapter": adapter, "views": {}}
     for view, rows in views.items():
         texts = frame.loc[rows, "text"].tolist()
         truth = frame.loc[rows, "domain"].to_numpy()
@@ -139,9 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-theme-size", type=int, default=None)
     parser.add_argument("--cache-dir", type=Path, default=None, help="embedding cache")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--adapter", default=None, help="a LoRA adapter in models/adapters")
     args = parser.parse_args(argv)
     try:
-        report = evaluate(args.min_theme_size, args.cache_dir, args.seed)
+        report = evaluate(args.min_theme_size, args.cache_dir, args.seed, args.adapter)
     except (CorpusError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

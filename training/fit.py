@@ -66,7 +66,8 @@ def prepare_texts(texts: Sequence[str]) -> list[str]:
 
 
 def encoder_fingerprint(variant: str = "int8", model_dir: Path | None = None) -> str:
-    """Short hash naming one encoder build + backend: a cache key for its embeddings."""
+    """Short hash naming one encoder build (base or merged adapter) + backend: a cache key
+    for its embeddings."""
     from models.encoder.encoder import DEFAULT_MAX_LENGTH, DEFAULT_PREFIX
     from models.encoder.onnx import EXPORT_VERSION
 
@@ -77,15 +78,21 @@ def encoder_fingerprint(variant: str = "int8", model_dir: Path | None = None) ->
     return hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
-def load_encoder(variant: str = "int8") -> TextEncoder:
-    """The encoder the served pipeline uses (`int8` / `fp32` ONNX, or `torch`)."""
+def load_encoder(variant: str = "int8", adapter: str | None = None) -> TextEncoder:
+    """The encoder the served pipeline uses (`int8` / `fp32` ONNX, or `torch`), with
+    `adapter` merged in (built into the cache on first use)."""
+    model_dir = None
+    if adapter is not None:
+        from models.encoder import tuned
+
+        model_dir = tuned.build_tuned(adapter, export=variant != "torch")
     if variant == "torch":
         from models.encoder import Encoder
 
-        return Encoder()
+        return Encoder(model_dir)
     from models.encoder import OnnxEncoder
 
-    return OnnxEncoder(variant="int8" if variant == "int8" else "fp32")
+    return OnnxEncoder(model_dir, variant="int8" if variant == "int8" else "fp32")
 
 
 def _digest(texts: Sequence[str]) -> str:
@@ -107,15 +114,21 @@ class EmbeddingCache:
         directory: Path | None = None,
         *,
         variant: str = "int8",
+        adapter: str | None = None,
         encoder_factory: Callable[[], TextEncoder] | None = None,
         show_progress: bool = True,
     ) -> None:
+        from models.encoder import tuned
+
         self.directory = directory or build.default_cache_dir() / CACHE_SUBDIR
         self.variant = variant
-        self.encoder_factory = encoder_factory or (lambda: load_encoder(variant))
+        self.adapter = adapter
+        self.encoder_factory = encoder_factory or (lambda: load_encoder(variant, adapter))
         self.show_progress = show_progress
         self._encoder: TextEncoder | None = None
-        self.fingerprint = encoder_fingerprint(variant)
+        if adapter is not None and encoder_factory is None:
+            tuned.build_tuned(adapter, export=variant != "torch", show_progress=show_progress)
+        self.fingerprint = encoder_fingerprint(variant, tuned.encoder_dir(adapter))
 
     @property
     def encoder(self) -> TextEncoder:
@@ -182,7 +195,11 @@ class EmbeddingCache:
 
 
 def describe_cache(cache: EmbeddingCache) -> dict[str, Any]:
-    return {"directory": str(cache.directory), "fingerprint": cache.fingerprint}
+    return {
+        "directory": str(cache.directory),
+        "fingerprint": cache.fingerprint,
+        "adapter": cache.adapter,
+    }
 
 
 # -- augmentation by transliteration -------------------------------------------------------

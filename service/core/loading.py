@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 from models.encoder import build as encoder_build
+from models.encoder import tuned
 from models.pipeline import AnalysisPipeline
 from models.registry import ArtifactError, Registry
 from service.core.config import EncoderBackend, Settings
@@ -25,36 +27,74 @@ class ServedEncoder:
         return self.backend.encode(texts, batch_size=batch_size)
 
 
-def load_encoder(settings: Settings) -> ServedEncoder | None:
-    """The rebuilt encoder (ONNX int8 by default); None when it was never built."""
+def load_encoder(settings: Settings, adapter: str | None = None) -> ServedEncoder | None:
+    """The rebuilt encoder (ONNX int8 by default), with the heads' LoRA `adapter` merged in
+    (merged into the cache on first use); None when the base was never built."""
     if settings.encoder == EncoderBackend.none:
         return None
     model_dir = encoder_build.model_dir(settings.cache_dir)
     if not encoder_build.is_valid(model_dir):
         log.warning("no rebuilt encoder at %s: run `make models`; serving without it", model_dir)
         return None
+    if adapter is not None:
+        try:
+            model_dir = tuned.build_tuned(
+                adapter,
+                settings.cache_dir,
+                export=settings.encoder != EncoderBackend.torch,
+                show_progress=False,
+            )
+        except tuned.AdapterError as exc:
+            raise ArtifactError(str(exc)) from exc
     threads = settings.encoder_threads
-    if settings.encoder == EncoderBackend.torch:
+    with _LOADED_LOCK:
+        if settings.encoder != EncoderBackend.torch:
+            from models.encoder import onnx
+
+            if not onnx.is_exported(model_dir):
+                onnx.export_onnx(model_dir, show_progress=False)
+        key = (str(model_dir), settings.encoder.value, threads, _weights_stamp(model_dir))
+        loaded = _LOADED.get(key)
+        if loaded is None:
+            loaded = ServedEncoder(
+                _backend(settings.encoder, model_dir, threads),
+                f"{Path(model_dir).name}-{settings.encoder.value}",
+            )
+            _LOADED.clear()  # the previous encoder lives on only in pipelines still serving
+            _LOADED[key] = loaded
+        return loaded
+
+
+# One loaded encoder per process: a reload that swaps only heads (or a second app in the same
+# process) reuses it instead of holding a second copy of the weights and the runtime's arena.
+_LOADED: dict[tuple[str, str, int | None, int], ServedEncoder] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _weights_stamp(model_dir: Path) -> int:
+    """Changes when the checkpoint is rebuilt or re-exported, so a stale session is not reused."""
+    files = [model_dir / "model.safetensors", *sorted((model_dir / "onnx").glob("*.onnx"))]
+    return sum(f.stat().st_mtime_ns for f in files if f.is_file())
+
+
+def _backend(kind: EncoderBackend, model_dir: Path, threads: int | None) -> Any:
+    if kind == EncoderBackend.torch:
         from models.encoder.encoder import Encoder
 
-        backend: Any = Encoder(model_dir, num_threads=threads)
-    else:
-        from models.encoder import onnx
+        return Encoder(model_dir, num_threads=threads)
+    from models.encoder import onnx
 
-        if not onnx.is_exported(model_dir):
-            onnx.export_onnx(model_dir, show_progress=False)
-        if settings.encoder == EncoderBackend.onnx_int8:
-            backend = onnx.OnnxEncoder(model_dir, variant="int8", num_threads=threads)
-        else:
-            backend = onnx.OnnxEncoder(model_dir, variant="fp32", num_threads=threads)
-    return ServedEncoder(backend, f"{Path(model_dir).name}-{settings.encoder.value}")
+    variant: onnx.Variant = "int8" if kind == EncoderBackend.onnx_int8 else "fp32"
+    return onnx.OnnxEncoder(model_dir, variant=variant, num_threads=threads)
 
 
 def load_pipeline(
     settings: Settings, registry: Registry, *, encoder: ServedEncoder | None = None
 ) -> AnalysisPipeline:
-    encoder = encoder if encoder is not None else load_encoder(settings)
-    pipeline = AnalysisPipeline.from_registry(registry, encoder=encoder)
+    pipeline = AnalysisPipeline.from_registry(registry)
+    if encoder is None:
+        encoder = load_encoder(settings, pipeline.encoder_adapter)
+    pipeline.attach_encoder(encoder)
     if pipeline.needs_encoder() and encoder is None:
         raise ArtifactError(
             "the promoted heads read encoder embeddings, but the encoder is not built: "

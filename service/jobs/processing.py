@@ -14,6 +14,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.custom_topics import TopicPrototype
+from models.encoder import build as encoder_build
 from models.pipeline import Analysis as PipelineAnalysis
 from models.pipeline import AnalysisPipeline
 from service.batches.models import Batch, BatchStatus
@@ -71,7 +72,12 @@ def tenant_prototypes(
     """A chunk belongs to one batch, hence one tenant: its own topics are scored too."""
     if len(tenant_ids) != 1 or pipeline.encoder is None:
         return []
-    return prototypes(session, tenant_id=tenant_ids.pop(), encoder_version=pipeline.encoder.version)
+    return prototypes(
+        session,
+        tenant_id=tenant_ids.pop(),
+        encoder=pipeline.encoder,
+        cache_dir=encoder_build.default_cache_dir() / "embeddings",
+    )
 
 
 def process_complaints(

@@ -112,6 +112,7 @@ async def run_discovery(
             tenant_id=tenant_id,
             days=days,
             topic_centroids=centroids,
+            encoder_version=pipeline.encoder.version if pipeline.encoder is not None else None,
         )
     except service.NotEnoughComplaints as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc

@@ -31,13 +31,19 @@ def latest_run(session: Session, *, tenant_id: int) -> ThemeRun | None:
     )
 
 
-def _window_rows(session: Session, tenant_id: int, start: datetime, end: datetime) -> list[Any]:
+def _window_rows(
+    session: Session, tenant_id: int, start: datetime, end: datetime, encoder_version: str | None
+) -> list[Any]:
+    conditions = [Analysis.tenant_id == tenant_id, Analysis.embedding.is_not(None)]
+    if encoder_version is not None:
+        # embeddings of another encoder (before a fine-tuned one was promoted) live in another
+        # space: they are not clustered with the served encoder's
+        conditions.append(
+            Analysis.model_version.contains(f"encoder={encoder_version};", autoescape=True)
+        )
     latest = (
-        select(func.max(Analysis.id))
-        .where(Analysis.tenant_id == tenant_id, Analysis.embedding.is_not(None))
-        .group_by(Analysis.complaint_id)
-        .scalar_subquery()
-    )
+        select(func.max(Analysis.id)).where(*conditions).group_by(Analysis.complaint_id)
+    ).scalar_subquery()
     return list(
         session.execute(
             select(
@@ -66,17 +72,19 @@ def discover_themes(
     end: datetime | None = None,
     topic_centroids: dict[str, np.ndarray] | None = None,
     min_theme_size: int | None = None,
+    encoder_version: str | None = None,
 ) -> ThemeRun:
     """Fit themes on the window's stored embeddings, continuing the tenant's last run's ids."""
     from models.discovery import ThemeDiscoverer, ThemeSet  # BERTopic/UMAP load only when used
 
     end = end or utcnow()
     start = end - timedelta(days=days)
-    rows = _window_rows(session, tenant_id, start, end)
+    rows = _window_rows(session, tenant_id, start, end, encoder_version)
     if len(rows) < 20:
+        served = f" from the served encoder {encoder_version}" if encoder_version else ""
         raise NotEnoughComplaints(
-            f"{len(rows)} analysed complaints with embeddings between {start:%Y-%m-%d} and "
-            f"{end:%Y-%m-%d}; discovery needs at least 20"
+            f"{len(rows)} analysed complaints with embeddings{served} between "
+            f"{start:%Y-%m-%d} and {end:%Y-%m-%d}; discovery needs at least 20"
         )
     embeddings = np.vstack(
         [np.frombuffer(r.embedding, dtype=np.float16, count=EMBEDDING_DIM) for r in rows]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -46,14 +49,9 @@ def create_custom_topic(
     # Analysts paste real complaints as examples: store and encode them redacted, like complaints.
     examples_redacted = [redact(example).text for example in body.examples]
     description = redact(body.description).text if body.description else None
-    texts = [
-        model_input(text) for text in [*examples_redacted, *([description] if description else [])]
-    ]
-    examples = encoder.encode(texts)
-    _, negatives = seed_embeddings(
-        encoder.encode, encoder_key=encoder.version, cache_dir=settings.cache_dir / "embeddings"
+    model = _similarity_topic(
+        encoder, examples_redacted, description, settings.cache_dir / "embeddings"
     )
-    model = SimilarityTopic().fit(examples, negatives)
     topic = CustomTopic(
         tenant_id=tenant_id,
         topic_id=body.id,
@@ -87,10 +85,30 @@ def delete_custom_topic(session: Session, *, tenant_id: int, topic_id: str) -> b
     return deleted is not None
 
 
+def _similarity_topic(
+    encoder: Any, examples: list[str], description: str | None, cache_dir: Path | None
+) -> SimilarityTopic:
+    """A topic's prototype on `encoder`: its (redacted) examples against the seed set."""
+    texts = [model_input(text) for text in [*examples, *([description] if description else [])]]
+    _, negatives = seed_embeddings(encoder.encode, encoder_key=encoder.version, cache_dir=cache_dir)
+    return SimilarityTopic().fit(encoder.encode(texts), negatives)
+
+
 def prototypes(
-    session: Session, *, tenant_id: int, encoder_version: str | None
+    session: Session, *, tenant_id: int, encoder: Any, cache_dir: Path | None = None
 ) -> list[TopicPrototype]:
-    """A tenant's topics ready for scoring; those made with another encoder are skipped."""
+    """A tenant's topics ready for scoring. A topic made with another encoder (a fine-tuned one
+    was promoted since) is refit on the served one from its stored redacted examples, so a
+    model change never silently drops a tenant's topics; the refit is saved with the chunk."""
+    topics = list_custom_topics(session, tenant_id=tenant_id)
+    for topic in topics:
+        if topic.encoder_version != encoder.version:
+            model = _similarity_topic(encoder, list(topic.examples), topic.description, cache_dir)
+            topic.centroid = model.centroid_.astype(np.float32).tobytes()
+            topic.threshold = model.threshold_
+            topic.scale = model.scale_
+            topic.encoder_version = encoder.version
+    session.flush()
     return [
         TopicPrototype(
             id=t.topic_id,
@@ -98,6 +116,5 @@ def prototypes(
             threshold=t.threshold,
             scale=t.scale,
         )
-        for t in list_custom_topics(session, tenant_id=tenant_id)
-        if encoder_version is not None and t.encoder_version == encoder_version
+        for t in topics
     ]

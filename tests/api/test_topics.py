@@ -96,3 +96,32 @@ def test_custom_topic_examples_are_stored_redacted(
     joined = " ".join(stored)
     assert "Cantine froide." in joined
     assert "06 12 34 56 78" not in joined and "karim.benali@example.ma" not in joined
+
+
+def test_a_topic_made_with_another_encoder_is_refit_on_the_served_one(
+    client: TestClient, make_key: KeyFactory, settings: Settings
+) -> None:
+    """Promoting heads on a fine-tuned encoder must not silently drop tenants' topics."""
+    key = make_key(tenant="education")
+    assert client.post("/v1/topics", json=SCHOOL_MEALS, headers=auth(key)).status_code == 201
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    try:
+        with session_scope(sessions) as session:
+            topic = session.scalars(select(CustomTopic)).one()
+            served = topic.encoder_version
+            # as if made before the encoder changed: another space, a meaningless centroid
+            topic.encoder_version = "e5-small-previous-onnx_int8"
+            topic.centroid = bytes(len(topic.centroid))
+        texts = [{"id": f"m{i}", "text": t} for i, t in enumerate(MATCHING + UNRELATED)]
+        batch = client.post("/v1/batches", json={"complaints": texts}, headers=auth(key)).json()
+        wait_for_batch(client, batch["id"], key)
+        rows = client.get(f"/v1/batches/{batch['id']}/results", headers=auth(key)).json()["items"]
+        tagged = {
+            r["external_id"] for r in rows if "school_meals" in {t["id"] for t in r["topics"]}
+        }
+        assert tagged == {"m0", "m1"}
+        with session_scope(sessions) as session:
+            assert session.scalars(select(CustomTopic.encoder_version)).one() == served
+    finally:
+        engine.dispose()

@@ -427,3 +427,44 @@ def test_corrupt_or_incompatible_artifact_is_refused_and_the_previous_one_stays_
     # Promoting it again is refused at the registry too, with the same reason.
     with pytest.raises(ArtifactError, match=re.escape(problem)):
         registry.promote("langid", "langid-damaged", force=True)
+
+
+def _republish_on_adapter(registry: Registry, task: str, adapter: str) -> None:
+    """The promoted head again, as if fit on the encoder with LoRA `adapter` merged in."""
+    model, meta = registry.load(task)
+    config = {**meta.extra.get("training_config", {}), "encoder_adapter": adapter}
+    registry.publish(
+        model,
+        task=task,
+        version=f"{meta.version}-on-{adapter}",
+        extra={**meta.extra, "training_config": config},
+        promote=True,
+        force=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("tasks", "problem"),
+    [
+        (("topics",), "promoted heads were fit on different encoders"),
+        (("sentiment", "topics"), "adapter lora-never-published: no readable"),
+    ],
+    ids=["heads-on-different-encoders", "adapter-missing"],
+)
+def test_heads_that_cannot_share_the_served_encoder_are_refused_at_reload(
+    model_client: tuple[TestClient, KeyFactory],
+    model_dir: Path,
+    tasks: tuple[str, ...],
+    problem: str,
+) -> None:
+    client, make_key = model_client
+    admin = make_key(Role.admin)
+    before = _served(client, admin)
+    registry = Registry(model_dir)
+    for task in tasks:
+        _republish_on_adapter(registry, task, "lora-never-published")
+
+    reloaded = client.post("/v1/models/reload", headers=auth(admin))
+    assert reloaded.status_code == 409, reloaded.text
+    assert problem in reloaded.json()["detail"]
+    assert _served(client, admin) == before

@@ -135,3 +135,120 @@ def test_subsampling_keeps_every_corpus_and_script_and_never_mixes_splits():
     assert all(" train " in text for text in data.train["text"])
     assert not any(" train " in text for text in data.dev["text"])
     assert data.train["weight"].mean() == pytest.approx(1.0)
+
+
+# -- publishing an adapter and serving the merged encoder --------------------------------
+
+
+@pytest.fixture(scope="module")
+def published(trained, model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The tiny run's adapter published to a private adapters root and merged into a private
+    cache (the base is linked in, not copied)."""
+    from models.encoder import tuned
+    from training.finetune import publish_adapter
+
+    config, _, model, _, _, _ = trained
+    root = tmp_path_factory.mktemp("adapters")
+    cache = tmp_path_factory.mktemp("cache")
+    (cache / "encoder").mkdir()
+    (cache / "encoder" / model_dir.name).symlink_to(model_dir)
+    experiment = tmp_path_factory.mktemp("experiment") / "sentiment-lora-20260101-000000"
+    model.save(experiment, config)
+    adapter = publish_adapter(experiment, root=root)
+    merged = tuned.build_tuned(adapter.name, cache, root=root, show_progress=False)
+    return model, root, cache, adapter, merged
+
+
+def _tuned_embeddings(model: FinetunedSentiment, texts: list[str]) -> np.ndarray:
+    import torch
+
+    from models.encoder.encoder import mean_pool
+
+    model.train(False)
+    rows = []
+    with torch.inference_mode():
+        for ids in model.token_ids(texts):
+            input_ids = torch.tensor([ids])
+            mask = torch.ones_like(input_ids)
+            hidden = model.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            rows.append(torch.nn.functional.normalize(mean_pool(hidden, mask), dim=-1)[0])
+    return torch.stack(rows).numpy()
+
+
+TEXTS = ["zwin bzaf merci", "الإدارة لا تجيب", "L'attente est interminable", "ⴰⵣⵓⵍ khayb"]
+
+
+@pytest.mark.encoder
+@pytest.mark.slow
+def test_published_adapter_merges_into_an_encoder_that_embeds_as_the_tuned_model(
+    published, model_dir: Path
+):
+    from models.encoder import Encoder, OnnxEncoder, tuned
+
+    model, root, cache, adapter, merged = published
+    assert adapter.name == "lora-20260101-000000"
+    assert sum(f.stat().st_size for f in adapter.iterdir()) < 10e6
+    assert merged == tuned.tuned_dir(adapter.name, cache)
+    assert tuned.is_built(adapter.name, cache, root)
+    # both add the E5 prefix and spell Tifinagh in Latin letters the same way
+    texts = list(TEXTS)
+    expected = _tuned_embeddings(model, texts)
+    served = Encoder(merged, max_length=model.max_length).encode(texts)
+    assert np.min(np.sum(served * expected, axis=1)) > 0.9999
+    int8 = OnnxEncoder(merged, variant="int8", max_length=model.max_length).encode(texts)
+    assert np.min(np.sum(int8 * served, axis=1)) > 0.97
+    base = Encoder(model_dir, max_length=model.max_length).encode(texts)
+    assert np.min(np.sum(base * served, axis=1)) < 0.99999  # the adapter changed the encoder
+    before = (merged / "model.safetensors").stat().st_mtime_ns
+    tuned.build_tuned(adapter.name, cache, root=root, show_progress=False)
+    assert (merged / "model.safetensors").stat().st_mtime_ns == before  # current: not redone
+
+
+@pytest.mark.encoder
+@pytest.mark.slow
+def test_a_damaged_or_foreign_adapter_is_refused_by_name(published, tmp_path: Path):
+    import json
+    import shutil
+
+    from models.encoder import tuned
+
+    _, _, cache, adapter, _ = published
+    copy = tmp_path / "adapters"
+    shutil.copytree(adapter, copy / "damaged")
+    with (copy / "damaged" / "adapter_model.safetensors").open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(tuned.AdapterError, match=r"adapter_model\.safetensors is corrupt"):
+        tuned.build_tuned("damaged", cache, root=copy, export=False)
+    shutil.copytree(adapter, copy / "foreign")
+    meta = json.loads((copy / "foreign" / "meta.json").read_text())
+    meta["base_encoder_sha256"] = "0" * 64
+    (copy / "foreign" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(tuned.AdapterError, match="trained on base encoder 0000"):
+        tuned.build_tuned("foreign", cache, root=copy, export=False)
+    with pytest.raises(tuned.AdapterError, match="no readable"):
+        tuned.build_tuned("absent", cache, root=copy, export=False)
+
+
+def _drift(model: FinetunedSentiment, texts: list[str]) -> float:
+    """Mean 1 - cosine between the tuned and the base encoder's pooled embeddings."""
+    import torch
+
+    model.train(False)
+    with torch.inference_mode():
+        ids = model.token_ids(texts)
+        tuned = model.pooled(ids)
+        with model.encoder.disable_adapter():
+            base = model.pooled(ids)
+    return float(1.0 - torch.nn.functional.cosine_similarity(tuned, base).mean())
+
+
+@pytest.mark.encoder
+@pytest.mark.slow
+def test_the_anchor_keeps_the_tuned_embedding_nearer_the_base(trained, model_dir: Path):
+    config, data, free, _, _, _ = trained
+    anchored_config = config.model_copy(update={"anchor_weight": 50.0})
+    anchored = new_model(anchored_config, model_dir=model_dir)
+    report = train_model(anchored, data, anchored_config, log=lambda _: None, progress=False)
+    assert report["history"][-1]["embedding_drift"] is not None
+    texts = data.dev["text"].tolist()
+    assert 0 < _drift(anchored, texts) < _drift(free, texts)
