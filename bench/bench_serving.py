@@ -245,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for _ in range(args.rounds):
             rounds.append(_one_round(args, texts_file))
+        rounds[-1]["http"] = _worker(args, texts_file, "http")
     finally:
         texts_file.unlink(missing_ok=True)
-    rounds[-1]["http"] = _worker(args, texts_file, "http")
     ratios = [r["served"]["texts_per_s"] / r["naive"]["texts_per_s"] for r in rounds]
     report = {
         "texts": len(texts),
@@ -296,9 +296,10 @@ def _worker(args: argparse.Namespace, texts_file: Path, path: str) -> dict[str, 
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        check=True,
         timeout=4 * args.budget_s + 300,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"the {path} worker failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     print(json.dumps(result), file=sys.stderr, flush=True)
     return result
