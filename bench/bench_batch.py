@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
 from models.seed import load_seed_rows
 from service.core.config import Settings
@@ -27,15 +28,21 @@ from service.tenants.models import Role
 from service.tenants.service import create_key
 
 
-def run(encoder: str, n: int, workdir: Path) -> dict[str, float]:
-    url = f"sqlite:///{workdir / f'bench-{encoder}.db'}"
-    settings = Settings(database_url=url, encoder=encoder, environment="test")
-    engine = make_engine(url)
+def database_with_key(settings: Settings) -> tuple[Engine, str]:
+    """A migrated database at ``settings.database_url`` and a ministry key of tenant `bench`."""
+    engine = make_engine(settings.database_url)
     upgrade(engine)
     with session_scope(make_session_factory(engine)) as session:
         key = create_key(
             session, role=Role.ministry, pepper=settings.secret_key, tenant_name="bench"
         ).plaintext
+    return engine, key
+
+
+def run(encoder: str, n: int, workdir: Path) -> dict[str, float]:
+    url = f"sqlite:///{workdir / f'bench-{encoder}.db'}"
+    settings = Settings(database_url=url, encoder=encoder, environment="test")
+    engine, key = database_with_key(settings)
     rows = load_seed_rows(split=None)
     body = {
         "complaints": [

@@ -23,6 +23,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,23 +127,7 @@ def run_path(
         if time.perf_counter() - started > budget_s:
             break
     throughput = done / (time.perf_counter() - started)
-    latency: dict[str, dict[str, float]] = {}
-    rng = np.random.default_rng(1)
-    for size in (1, 32):
-        times = []
-        lat_started = time.perf_counter()
-        for _ in range(reps):
-            picks = rng.choice(len(texts), size=size, replace=False)
-            t0 = time.perf_counter()
-            analyse([texts[i] for i in picks])
-            times.append((time.perf_counter() - t0) * 1000)
-            if time.perf_counter() - lat_started > budget_s / 2:
-                break
-        latency[f"{size}_text{'s' if size > 1 else ''}"] = {
-            "p50_ms": round(float(np.percentile(times, 50)), 1),
-            "p95_ms": round(float(np.percentile(times, 95)), 1),
-            "n": len(times),
-        }
+    latency = latency_by_size(analyse, texts, reps, budget_s)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "path": path,
@@ -156,6 +141,35 @@ def run_path(
     }
 
 
+def latency_by_size(
+    call: Callable[[list[str]], object],
+    texts: list[str],
+    reps: int,
+    budget_s: float,
+    warmup: int = 0,
+) -> dict[str, dict[str, float]]:
+    """p50/p95 of `call` on random batches of 1 and of 32 texts (`warmup` calls not timed)."""
+    rng = np.random.default_rng(1)
+    latency: dict[str, dict[str, float]] = {}
+    for size in (1, 32):
+        times: list[float] = []
+        started = time.perf_counter()
+        for rep in range(reps + warmup):
+            picks = rng.choice(len(texts), size=size, replace=False)
+            t0 = time.perf_counter()
+            call([texts[i] for i in picks])
+            if rep >= warmup:
+                times.append((time.perf_counter() - t0) * 1000)
+            if time.perf_counter() - started > budget_s / 2:
+                break
+        latency[f"{size}_text{'s' if size > 1 else ''}"] = {
+            "p50_ms": round(float(np.percentile(times, 50)), 1),
+            "p95_ms": round(float(np.percentile(times, 95)), 1),
+            "n": len(times),
+        }
+    return latency
+
+
 def run_http(texts: list[str], reps: int, budget_s: float) -> dict[str, Any]:
     """`POST /v1/analyze` of 1 and of 32 texts through the real app (auth, validation, JSON,
     the promoted pipeline), in-process over ASGI; peak RSS is the API process with its models."""
@@ -163,46 +177,23 @@ def run_http(texts: list[str], reps: int, budget_s: float) -> dict[str, Any]:
 
     from fastapi.testclient import TestClient
 
+    from bench.bench_batch import database_with_key
     from service.core.config import Settings
-    from service.core.db import make_engine, make_session_factory, session_scope
-    from service.core.migrate import upgrade
     from service.main import create_app
-    from service.tenants.models import Role
-    from service.tenants.service import create_key
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         settings = Settings(database_url=url, environment="test", rate_limit_per_minute=0)
-        engine = make_engine(url)
-        upgrade(engine)
-        with session_scope(make_session_factory(engine)) as session:
-            key = create_key(
-                session, role=Role.ministry, pepper=settings.secret_key, tenant_name="bench"
-            ).plaintext
+        engine, key = database_with_key(settings)
         headers = {"Authorization": f"Bearer {key}"}
-        rng = np.random.default_rng(1)
-        latency: dict[str, dict[str, float]] = {}
         with TestClient(create_app(settings, start_runner=False)) as client:
             versions = client.get("/v1/models", headers=headers).json()["versions"]
-            for size in (1, 32):
-                times: list[float] = []
-                started = time.perf_counter()
-                for rep in range(reps + 3):
-                    picks = rng.choice(len(texts), size=size, replace=False)
-                    body = {"texts": [texts[i] for i in picks]}
-                    t0 = time.perf_counter()
-                    response = client.post("/v1/analyze", json=body, headers=headers)
-                    elapsed = (time.perf_counter() - t0) * 1000
-                    assert response.status_code == 200, response.text
-                    if rep >= 3:  # warm-up
-                        times.append(elapsed)
-                    if time.perf_counter() - started > budget_s / 2:
-                        break
-                latency[f"{size}_text{'s' if size > 1 else ''}"] = {
-                    "p50_ms": round(float(np.percentile(times, 50)), 1),
-                    "p95_ms": round(float(np.percentile(times, 95)), 1),
-                    "n": len(times),
-                }
+
+            def analyse(batch: list[str]) -> None:
+                response = client.post("/v1/analyze", json={"texts": batch}, headers=headers)
+                assert response.status_code == 200, response.text
+
+            latency = latency_by_size(analyse, texts, reps, budget_s, warmup=3)
         engine.dispose()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {

@@ -80,9 +80,8 @@ class AnalysisPipeline:
         self.encoder_adapter: str | None = None
 
     @classmethod
-    def from_registry(
-        cls, registry: Registry, *, encoder: TextEncoder | None = None
-    ) -> AnalysisPipeline:
+    def from_registry(cls, registry: Registry) -> AnalysisPipeline:
+        """The promoted heads; the encoder they were fit on is attached by the caller."""
         langid, langid_meta = registry.load("langid")
         sentiment, sentiment_meta = registry.load("sentiment")
         topics, topics_meta = registry.load("topics")
@@ -91,14 +90,11 @@ class AnalysisPipeline:
             "sentiment": sentiment_meta.version,
             "topics": topics_meta.version,
         }
-        if encoder is not None:
-            versions["encoder"] = encoder.version
         pipeline = cls(
             language_identifier=langid,
             sentiment_model=sentiment,
             topic_model=topics,
             versions=versions,
-            encoder=encoder,
         )
         pipeline.encoder_adapter = _encoder_adapter(
             {"sentiment": (sentiment, sentiment_meta), "topics": (topics, topics_meta)}

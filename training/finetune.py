@@ -235,8 +235,7 @@ class FinetunedSentiment:
         self.encoder.save_pretrained(str(directory / ADAPTER_DIR))
         head = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
         save_file(head, str(directory / HEAD_FILE))
-        meta = build.read_meta(self.model_dir) or {}
-        model_sha = meta.get("files", {}).get("model.safetensors", {}).get("sha256")
+        model_sha = build.weights_sha256(self.model_dir)
         info = {
             "kind": "lora-sentiment",
             "labels": self.labels,

@@ -72,20 +72,14 @@ def encoder_fingerprint(variant: str = "int8", model_dir: Path | None = None) ->
     from models.encoder.onnx import EXPORT_VERSION
 
     base = model_dir if model_dir is not None else build.model_dir()
-    meta = build.read_meta(base) or {}
-    source = meta.get("files", {}).get("model.safetensors", {}).get("sha256", "unbuilt")
+    source = build.weights_sha256(base) or "unbuilt"
     key = f"{source}:{variant}:{EXPORT_VERSION}:{DEFAULT_PREFIX}:{DEFAULT_MAX_LENGTH}"
     return hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
-def load_encoder(variant: str = "int8", adapter: str | None = None) -> TextEncoder:
-    """The encoder the served pipeline uses (`int8` / `fp32` ONNX, or `torch`), with
-    `adapter` merged in (built into the cache on first use)."""
-    model_dir = None
-    if adapter is not None:
-        from models.encoder import tuned
-
-        model_dir = tuned.build_tuned(adapter, export=variant != "torch")
+def load_encoder(variant: str = "int8", model_dir: Path | None = None) -> TextEncoder:
+    """The encoder the served pipeline uses (`int8` / `fp32` ONNX, or `torch`), from
+    `model_dir` (default: the rebuilt base)."""
     if variant == "torch":
         from models.encoder import Encoder
 
@@ -123,11 +117,15 @@ class EmbeddingCache:
         self.directory = directory or build.default_cache_dir() / CACHE_SUBDIR
         self.variant = variant
         self.adapter = adapter
-        self.encoder_factory = encoder_factory or (lambda: load_encoder(variant, adapter))
+        model_dir = None
+        if adapter is not None and encoder_factory is None:
+            # merged once here: the fingerprint names the merged weights
+            model_dir = tuned.build_tuned(
+                adapter, export=variant != "torch", show_progress=show_progress
+            )
+        self.encoder_factory = encoder_factory or (lambda: load_encoder(variant, model_dir))
         self.show_progress = show_progress
         self._encoder: TextEncoder | None = None
-        if adapter is not None and encoder_factory is None:
-            tuned.build_tuned(adapter, export=variant != "torch", show_progress=show_progress)
         self.fingerprint = encoder_fingerprint(variant, tuned.encoder_dir(adapter))
 
     @property

@@ -101,6 +101,13 @@ def read_meta(path: str | Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
+def weights_sha256(path: str | Path) -> str | None:
+    """The recorded sha256 of a build's model.safetensors: names the weights (base or merged)."""
+    meta = read_meta(path) or {}
+    digest = meta.get("files", {}).get("model.safetensors", {}).get("sha256")
+    return digest if isinstance(digest, str) else None
+
+
 def is_valid(path: str | Path) -> bool:
     """True when `path` holds a complete build of the pinned source in the current format."""
     path = Path(path)

@@ -49,12 +49,6 @@ def onnx_dir(model_dir: str | Path | None = None) -> Path:
     return base / ONNX_SUBDIR
 
 
-def _source_digest(model_dir: Path) -> str | None:
-    meta = build.read_meta(model_dir) or {}
-    digest = meta.get("files", {}).get("model.safetensors", {}).get("sha256")
-    return digest if isinstance(digest, str) else None
-
-
 def is_exported(model_dir: str | Path | None = None) -> bool:
     """True when both ONNX files exist and were exported from this checkpoint."""
     base = Path(model_dir) if model_dir is not None else build.model_dir()
@@ -65,7 +59,7 @@ def is_exported(model_dir: str | Path | None = None) -> bool:
         return False
     return (
         meta.get("export_version") == EXPORT_VERSION
-        and meta.get("source_safetensors_sha256") == _source_digest(base)
+        and meta.get("source_safetensors_sha256") == build.weights_sha256(base)
         and all((out / name).is_file() for name in FILES.values())
     )
 
@@ -143,7 +137,7 @@ def export_onnx(
         meta = {
             "export_version": EXPORT_VERSION,
             "opset": OPSET,
-            "source_safetensors_sha256": _source_digest(base),
+            "source_safetensors_sha256": build.weights_sha256(base),
             "inputs": ["input_ids", "attention_mask"],
             "output": "embeddings (mean-pooled, L2-normalised)",
             "int8": "onnxruntime.quantization.quantize_dynamic, QInt8 per-channel weights",

@@ -40,12 +40,6 @@ def adapter_path(name: str, root: Path | None = None) -> Path:
     return (root if root is not None else ADAPTERS_ROOT) / name
 
 
-def base_sha256(base_dir: Path) -> str | None:
-    meta = build.read_meta(base_dir) or {}
-    digest = meta.get("files", {}).get("model.safetensors", {}).get("sha256")
-    return digest if isinstance(digest, str) else None
-
-
 def check_adapter(name: str, base_dir: Path, root: Path | None = None) -> dict[str, Any]:
     """The adapter's meta.json after checking its kind, files' sha256 and base encoder."""
     directory = adapter_path(name, root)
@@ -66,7 +60,7 @@ def check_adapter(name: str, base_dir: Path, root: Path | None = None) -> dict[s
         if build.sha256_file(path) != expected:
             raise AdapterError(f"adapter {name}: {file_name} is corrupt (sha256 mismatch)")
     expected_base = meta.get("base_encoder_sha256")
-    actual_base = base_sha256(base_dir)
+    actual_base = build.weights_sha256(base_dir)
     if expected_base != actual_base:
         raise AdapterError(
             f"adapter {name} was trained on base encoder {expected_base}, but the rebuilt base "
@@ -105,11 +99,8 @@ def build_tuned(
     export: bool = True,
     show_progress: bool = True,
 ) -> Path:
-    """Merge adapter `name` into the rebuilt base and export ONNX; a no-op when current."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModel
-
+    """Merge adapter `name` into the rebuilt base and export ONNX; a no-op when current
+    (torch and peft are imported only to merge, not to find the merge current)."""
     from models.encoder import onnx
 
     def say(message: str) -> None:
@@ -128,7 +119,9 @@ def build_tuned(
         if tmp.exists():
             shutil.rmtree(tmp)
         try:
-            torch.manual_seed(0)
+            from peft import PeftModel
+            from transformers import AutoModel
+
             base = AutoModel.from_pretrained(base_dir, local_files_only=True)
             merged = PeftModel.from_pretrained(
                 base, str(adapter_path(name, root))
@@ -171,7 +164,7 @@ def build_tuned(
             if tmp.exists():
                 shutil.rmtree(tmp)
         say(f"merged in {time.perf_counter() - started:.1f}s: {out}")
-    if export:
+    if export and not onnx.is_exported(out):
         onnx.export_onnx(out, show_progress=show_progress)
     return out
 

@@ -38,11 +38,9 @@ def load_encoder(settings: Settings, adapter: str | None = None) -> ServedEncode
         return None
     if adapter is not None:
         try:
+            # exported below, like the base, when the backend needs ONNX
             model_dir = tuned.build_tuned(
-                adapter,
-                settings.cache_dir,
-                export=settings.encoder != EncoderBackend.torch,
-                show_progress=False,
+                adapter, settings.cache_dir, export=False, show_progress=False
             )
         except tuned.AdapterError as exc:
             raise ArtifactError(str(exc)) from exc
