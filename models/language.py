@@ -151,6 +151,41 @@ def _letters(text: str) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+def char_ngram_classifier(
+    ngram_range: tuple[int, int], max_features: int, C: float, min_df: int = 2
+) -> Pipeline:
+    """Class-balanced logistic regression on char_wb n-gram TF-IDF: the recipe for telling
+    languages apart (here, and the sentiment ensemble's Latin-script router)."""
+    return Pipeline(
+        [
+            (
+                "ngrams",
+                TfidfVectorizer(
+                    analyzer="char_wb",
+                    ngram_range=tuple(ngram_range),
+                    min_df=min_df,
+                    max_features=max_features,
+                    sublinear_tf=True,
+                    dtype=np.float32,
+                ),
+            ),
+            ("classifier", LogisticRegression(C=C, class_weight="balanced", max_iter=2000)),
+        ]
+    )
+
+
+def compact(model: Pipeline) -> Pipeline:
+    """A fitted ``char_ngram_classifier`` made smaller to store: float32 weights, no
+    ``stop_words_`` (the pruned vocabulary, only kept for inspection)."""
+    classifier = model.named_steps["classifier"]
+    classifier.coef_ = classifier.coef_.astype(np.float32)
+    classifier.intercept_ = classifier.intercept_.astype(np.float32)
+    vectorizer = model.named_steps["ngrams"]
+    if hasattr(vectorizer, "stop_words_"):
+        del vectorizer.stop_words_
+    return model
+
+
 @dataclass(frozen=True)
 class LanguageResult:
     """``language`` of the whole text, its ``script``, and ``mix`` when code-switched."""
@@ -208,25 +243,7 @@ class LanguageIdentifier:
         }
 
     def _new_model(self) -> Pipeline:
-        return Pipeline(
-            [
-                (
-                    "ngrams",
-                    TfidfVectorizer(
-                        analyzer="char_wb",
-                        ngram_range=tuple(self.ngram_range),
-                        min_df=2,
-                        max_features=self.max_features,
-                        sublinear_tf=True,
-                        dtype=np.float32,
-                    ),
-                ),
-                (
-                    "classifier",
-                    LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000),
-                ),
-            ]
-        )
+        return char_ngram_classifier(self.ngram_range, self.max_features, self.C)
 
     def fit(self, texts: Sequence[str], languages: Sequence[str]) -> Self:
         """Rows go to the model of their dominant script; pairs no model covers are skipped."""
@@ -243,14 +260,7 @@ class LanguageIdentifier:
             missing = set(SCRIPT_LANGUAGES[script]) - set(labels)
             if missing:
                 raise ValueError(f"no {script}-script training text for {sorted(missing)}")
-            model = self._new_model().fit(rows, labels)
-            classifier = model.named_steps["classifier"]
-            classifier.coef_ = classifier.coef_.astype(np.float32)
-            classifier.intercept_ = classifier.intercept_.astype(np.float32)
-            vectorizer = model.named_steps["ngrams"]
-            if hasattr(vectorizer, "stop_words_"):
-                del vectorizer.stop_words_
-            self.models_[script] = model
+            self.models_[script] = compact(self._new_model().fit(rows, labels))
         self.labels_ = list(LANGUAGES)
         return self
 

@@ -148,11 +148,21 @@ def model_card(
             "(served as ONNX dynamic int8, `query: ` prefix, mean pooled, L2-normalised)"
         )
         if model.kind == "ensemble-sentiment":
+            latin = f"{model.latin_weight} on Latin-script texts"
+            if model.latin_group_weights:
+                by_group = ", ".join(
+                    f"{weight} on {group}"
+                    for group, weight in sorted(model.latin_group_weights.items())
+                )
+                latin = (
+                    f"on Latin-script texts by the language a char n-gram router (fit on train "
+                    f"rows) assigns: {by_group}"
+                )
             what += (
                 f", pooled log-linearly with a char n-gram TF-IDF head: embedding weight "
-                f"{model.arabic_weight} on Arabic-script texts, {model.latin_weight} on "
-                f"Latin-script texts, temperature {model.temperature:.3f} (all chosen on dev "
-                "splits). Input kind `embedding+text`: the pipeline passes `(embeddings, texts)`"
+                f"{model.arabic_weight} on Arabic-script texts, {latin}, temperature "
+                f"{model.temperature:.3f} (all chosen on dev splits). Input kind "
+                "`embedding+text`: the pipeline passes `(embeddings, texts)`"
             )
         selection = "dev splits of the training corpora"
     else:
@@ -503,6 +513,9 @@ def train_sentiment_finetune(
     anchor_weight: Annotated[
         float | None, typer.Option(help="penalty on pooled-embedding drift from the base")
     ] = None,
+    topic_weight: Annotated[
+        float | None, typer.Option(help="weight of the seed set's topic loss (second head)")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="rows per step")] = None,
     eval_every: Annotated[int | None, typer.Option(help="steps between dev scores")] = None,
     max_train_minutes: Annotated[
@@ -536,6 +549,7 @@ def train_sentiment_finetune(
         "max_dev_rows_per_corpus": max_dev_rows_per_corpus,
         "balance": balance,
         "anchor_weight": anchor_weight,
+        "topic_weight": topic_weight,
         "batch_size": batch_size,
         "eval_every": eval_every,
         "max_train_minutes": max_train_minutes,
@@ -544,6 +558,7 @@ def train_sentiment_finetune(
     updates = {key: value for key, value in options.items() if value is not None}
     if no_test:
         updates["evaluate_test"] = False
+        updates["evaluate_geometry"] = False
     # validated again so that a bad --device or --balance fails with pydantic's message
     final = FinetuneConfig.model_validate({**base.model_dump(), **updates})
     directory, metrics = run_finetune(final, data_dir=data_dir, output=output, log=_say)
@@ -560,6 +575,7 @@ def train_sentiment_finetune(
                 "best_dev_mean_macro_f1": metrics["selection"]["best_dev_mean_macro_f1"],
                 "macro_f1_mean": test.get("macro_f1_mean"),
                 "test": summary,
+                "geometry": metrics.get("geometry"),
             },
             indent=2,
         )

@@ -65,6 +65,12 @@ class SentimentConfig(_Config):
         default_factory=lambda: [round(0.1 * i, 1) for i in range(11)],
         description="embedding-head weights tried per script group on dev",
     )
+    latin_weights_by_language: bool = Field(
+        default=True,
+        description="ensemble: route mostly-Latin texts to a language group (fr, en, ary-Latn; "
+        "a char n-gram router fit on train) and choose each group's weight on dev by coordinate "
+        "ascent from the per-script weights; kept only where it beats them on dev",
+    )
     tfidf_C_grid: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0])
     with_corrections: bool = False
     corrections_weight: float = Field(
@@ -178,6 +184,20 @@ class FinetuneConfig(_Config):
         description="weight of a penalty on the drift of pooled embeddings from the base "
         "encoder's (1 - cosine): the served embedding also feeds discovery and tenants' "
         "similarity topics, which a sentiment-only objective can bend toward sentiment",
+    )
+    topic_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="weight of a multi-label topic loss on the seed set's train split, through "
+        "a second head that is discarded: keeps complaints about different things apart in the "
+        "shared embedding while sentiment pulls complaints of one polarity together",
+    )
+    topic_batch_size: int = Field(default=16, ge=1, description="seed rows per step (topic loss)")
+    evaluate_geometry: bool = Field(
+        default=True,
+        description="after training, measure what the adapter did to the shared embedding "
+        "(k-means NMI on complaints_social_media's domains, seed topic head F1, drift), base "
+        "vs adapted",
     )
     weight_decay: float = Field(default=0.01, ge=0)
     warmup_ratio: float = Field(default=0.06, ge=0, lt=1)

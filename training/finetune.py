@@ -58,10 +58,12 @@ SENTIMENT_CORPORA = ("afrisenti_ary", "arsarcasm_v2", "umsab_xlm_t", "mac", "ast
 
 @dataclass
 class FinetuneData:
-    """Train rows (with weights) and dev rows; ``text`` is already prepared as in serving."""
+    """Train rows (with weights) and dev rows; ``text`` is already prepared as in serving.
+    ``topics``: the seed set's train rows with their topic lists, for the topic loss."""
 
     train: pd.DataFrame
     dev: pd.DataFrame
+    topics: pd.DataFrame | None = None
 
 
 def _stratified_sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -88,6 +90,9 @@ def load_finetune_data(
     frames = frames if frames is not None else sentiment_frames(data_dir)
     columns = ["text", "label", "language", "script", "source"]
     trains, devs = [], []
+    seed = None
+    if config.seed_sentiment or config.topic_weight > 0:
+        seed = seed_frame if seed_frame is not None else load_seed_topics()
     for frame in trainable_corpora(config.corpora, frames).values():
         train = frame[frame["split"] == "train"]
         if config.max_rows_per_corpus is not None:
@@ -97,10 +102,14 @@ def load_finetune_data(
         if config.max_dev_rows_per_corpus is not None:
             dev = _stratified_sample(dev, config.max_dev_rows_per_corpus, config.seed)
         devs.append(dev[columns])
-    if config.seed_sentiment:
-        seed = seed_frame if seed_frame is not None else load_seed_topics()
-        if len(seed):
-            trains.append(seed_sentiment_rows(seed[seed["split"] == "train"])[columns])
+    if config.seed_sentiment and seed is not None and len(seed):
+        trains.append(seed_sentiment_rows(seed[seed["split"] == "train"])[columns])
+    topics = None
+    if config.topic_weight > 0 and seed is not None and len(seed):
+        topics = seed[seed["split"] == "train"][["text", "topics", "language"]].reset_index(
+            drop=True
+        )
+        topics["text"] = prepare_texts(topics["text"].tolist())
     train = pd.concat(trains, ignore_index=True)
     dev = pd.concat(devs, ignore_index=True)
     if config.max_train_rows is not None and len(train) > config.max_train_rows:
@@ -116,7 +125,7 @@ def load_finetune_data(
         per_class = len(train) / (len(counts) * counts)
         weights = weights * train["label"].map(per_class).to_numpy()
     train["weight"] = weights / weights.mean()
-    return FinetuneData(train, dev)
+    return FinetuneData(train, dev, topics)
 
 
 # -- model ---------------------------------------------------------------------------------
@@ -184,22 +193,38 @@ class FinetunedSentiment:
         self.encoder.train(mode)
         self.head.train(mode)
 
-    def predict_proba(
+    def embeddings(
         self, texts: Sequence[str], batch_size: int = 64, ids: Sequence[list[int]] | None = None
     ) -> npt.NDArray[np.float32]:
-        """(n, labels) probabilities for prepared texts, in input order (length-bucketed)."""
+        """(n, hidden) mean-pooled embeddings of prepared texts, in input order
+        (length-bucketed); inside ``encoder.disable_adapter()`` they are the base encoder's."""
         import torch
 
         ids = ids if ids is not None else self.token_ids(texts)
-        out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
+        out: npt.NDArray[np.float32] | None = None
         order = np.argsort([len(x) for x in ids], kind="stable")
         self.train(False)
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
-                logits = self.logits([ids[i] for i in rows])
-                out[rows] = torch.softmax(logits, dim=-1).float().cpu().numpy()
-        return out
+                pooled = self.pooled([ids[i] for i in rows]).float().cpu().numpy()
+                if out is None:
+                    out = np.zeros((len(ids), pooled.shape[1]), dtype=np.float32)
+                out[rows] = pooled
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+    def predict_proba(
+        self, texts: Sequence[str], batch_size: int = 64, ids: Sequence[list[int]] | None = None
+    ) -> npt.NDArray[np.float32]:
+        """(n, labels) probabilities for prepared texts, in input order."""
+        import torch
+
+        pooled = self.embeddings(texts, batch_size, ids)
+        if not len(pooled):
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        with torch.inference_mode():
+            logits = self.head(torch.from_numpy(pooled).to(self.device))
+            return torch.softmax(logits, dim=-1).float().cpu().numpy()
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> npt.NDArray[np.object_]:
         proba = self.predict_proba(texts, batch_size)
@@ -344,6 +369,52 @@ def length_batches(
     return batches
 
 
+class TopicLoss:
+    """Multi-label BCE of a throwaway linear topic head over the pooled embedding, on batches
+    of the seed set's train rows (the test rows are never seen)."""
+
+    def __init__(
+        self, head: torch.nn.Module, ids: list[list[int]], targets: torch.Tensor, batch_size: int
+    ) -> None:
+        self.head = head
+        self.ids = ids
+        self.targets = targets
+        self.batch_size = batch_size
+        self._queue: list[int] = []
+
+    @classmethod
+    def create(
+        cls, model: FinetunedSentiment, topics: pd.DataFrame | None, config: FinetuneConfig
+    ) -> TopicLoss | None:
+        import torch
+
+        from models.heads.encoder_heads import topic_indicator
+        from training.baseline import TAXONOMY
+
+        if config.topic_weight <= 0 or topics is None or not len(topics):
+            return None
+        hidden = int(model.encoder.config.hidden_size)
+        head = torch.nn.Linear(hidden, len(TAXONOMY)).to(model.device)
+        targets = torch.from_numpy(
+            topic_indicator(topics["topics"].tolist(), TAXONOMY).astype(np.float32)
+        )
+        return cls(head, model.token_ids(topics["text"].tolist()), targets, config.topic_batch_size)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.head.parameters())
+
+    def __call__(self, model: FinetunedSentiment, rng: np.random.Generator) -> torch.Tensor:
+        import torch
+
+        if len(self._queue) < self.batch_size:
+            self._queue += rng.permutation(len(self.ids)).tolist()
+        rows, self._queue = self._queue[: self.batch_size], self._queue[self.batch_size :]
+        logits = self.head(model.pooled([self.ids[i] for i in rows]))
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, self.targets[rows].to(logits.device)
+        )
+
+
 def evaluate_dev(model: FinetunedSentiment, dev: pd.DataFrame, ids: list[list[int]]) -> dict:
     """Dev macro-F1 per corpus and their mean (the selection metric)."""
     proba = model.predict_proba(dev["text"].tolist(), ids=ids)
@@ -376,10 +447,12 @@ def train_model(
     total = max(1, math.ceil(per_epoch * config.epochs))
     if config.max_steps is not None:
         total = min(total, config.max_steps)
+    topic_loss = TopicLoss.create(model, data.topics, config)
+    heads = [*model.head.parameters(), *(topic_loss.parameters() if topic_loss else [])]
     optimizer = torch.optim.AdamW(
         [
             {"params": model.trainable_parameters(), "lr": config.learning_rate},
-            {"params": list(model.head.parameters()), "lr": config.head_learning_rate},
+            {"params": heads, "lr": config.head_learning_rate},
         ],
         weight_decay=config.weight_decay,
     )
@@ -392,6 +465,7 @@ def train_model(
     train_seconds = 0.0
     losses: list[float] = []
     drifts: list[float] = []
+    topic_losses: list[float] = []
     bar = tqdm(total=total, desc="lora", disable=not progress, file=sys.stderr)
     stopped_early = False
     run_started = time.perf_counter()
@@ -414,11 +488,13 @@ def train_model(
                 drift = 1.0 - torch.nn.functional.cosine_similarity(pooled, anchor).mean()
                 drifts.append(float(drift.detach()))
                 loss = loss + config.anchor_weight * drift
+            if topic_loss is not None:
+                topic_term = topic_loss(model, rng)
+                topic_losses.append(float(topic_term.detach()))
+                loss = loss + config.topic_weight * topic_term
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(
-                [*model.trainable_parameters(), *model.head.parameters()], 1.0
-            )
+            torch.nn.utils.clip_grad_norm_([*model.trainable_parameters(), *heads], 1.0)
             optimizer.step()
             schedule.step()
             train_seconds += time.perf_counter() - started
@@ -442,6 +518,9 @@ def train_model(
                         "train_loss": round(float(np.mean(losses[-config.eval_every :])), 4),
                         "embedding_drift": round(float(np.mean(drifts[-config.eval_every :])), 5)
                         if drifts
+                        else None,
+                        "topic_loss": round(float(np.mean(topic_losses[-config.eval_every :])), 4)
+                        if topic_losses
                         else None,
                         "dev": dev,
                     }
@@ -518,6 +597,109 @@ def evaluate_test(
     return results
 
 
+def _normalized(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def kmeans_nmi(truth: Sequence[Any], x: npt.NDArray[np.float32], seeds: Sequence[int]) -> float:
+    """Mean NMI of k-means (k = the number of labels) against ``truth`` over ``seeds``."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score
+
+    k = len(set(truth))
+    scores = [
+        normalized_mutual_info_score(truth, KMeans(k, n_init=10, random_state=s).fit_predict(x))
+        for s in seeds
+    ]
+    return round(float(np.mean(scores)), 4)
+
+
+def load_complaints(data_dir: Path | None = None) -> pd.DataFrame | str:
+    """complaints_social_media's complaint rows (``text``, ``domain``), or why they are absent."""
+    from training.corpora import CorpusError, load_corpus
+
+    try:
+        corpus = load_corpus("complaints_social_media", data_dir)
+    except (CorpusError, FileNotFoundError) as exc:
+        return str(exc)
+    return corpus[corpus["complaint"].astype(bool)].reset_index(drop=True)
+
+
+def embedding_geometry(
+    model: FinetunedSentiment,
+    seed_frame: pd.DataFrame | None,
+    complaints: pd.DataFrame | str | None,
+    kmeans_seeds: Sequence[int] = (0, 1, 2),
+) -> dict[str, Any]:
+    """What the adapter did to the shared embedding, base vs adapted on the same texts.
+
+    The served embedding also feeds discovery and tenants' similarity topics, so a sentiment
+    gain is only worth serving if these hold: k-means NMI against complaints_social_media's
+    domains (complaint rows, k given; discovery's cheap proxy), the topic head's macro-F1 on
+    the seed set (fit on train, scored on test), and the mean drift (1 - cosine)."""
+    from sklearn.metrics import f1_score
+
+    from models.heads.encoder_heads import EmbeddingTopicClassifier, topic_indicator
+    from training.baseline import TAXONOMY
+
+    def both(texts: list[str]) -> dict[str, npt.NDArray[np.float32]]:
+        ids = model.token_ids(texts)
+        adapted = model.embeddings(texts, ids=ids)
+        with model.encoder.disable_adapter():
+            base = model.embeddings(texts, ids=ids)
+        return {"base": _normalized(base), "adapted": _normalized(adapted)}
+
+    def drift(vectors: dict[str, npt.NDArray[np.float32]]) -> float:
+        return round(float(1.0 - (vectors["base"] * vectors["adapted"]).sum(axis=1).mean()), 4)
+
+    result: dict[str, Any] = {}
+    if isinstance(complaints, str):
+        result["discovery_proxy"] = {"skipped": complaints}
+    elif complaints is not None and len(complaints):
+        truth = complaints["domain"].to_numpy()
+        vectors = both(prepare_texts(complaints["text"].tolist()))
+        proxy: dict[str, Any] = {
+            "rows": len(complaints),
+            "k": len(set(truth)),
+            "drift": drift(vectors),
+        }
+        for name, x in vectors.items():
+            proxy[f"kmeans_nmi_{name}"] = kmeans_nmi(truth, x, kmeans_seeds)
+        result["discovery_proxy"] = proxy
+    if seed_frame is not None and len(seed_frame):
+        train = seed_frame[seed_frame["split"] == "train"]
+        test = seed_frame[seed_frame["split"] == "test"]
+        vectors_train = both(prepare_texts(train["text"].tolist()))
+        vectors_test = both(prepare_texts(test["text"].tolist()))
+        seen = {topic for topics in train["topics"] for topic in topics}
+        labels = [topic for topic in TAXONOMY if topic in seen]
+        truth = topic_indicator(test["topics"].tolist(), labels)
+        topics: dict[str, Any] = {"drift": drift(vectors_test)}
+        # selection-safe proxy (train rows only): do k-means clusters follow the first topic?
+        first_topic = [ts[0] if len(ts) else "" for ts in train["topics"]]
+        for name, x in vectors_train.items():
+            topics[f"train_kmeans_nmi_{name}"] = kmeans_nmi(first_topic, x, kmeans_seeds)
+        for name in ("base", "adapted"):
+            head = EmbeddingTopicClassifier().fit(
+                vectors_train[name], train["topics"].tolist(), labels=labels
+            )
+            predicted = head.predict(vectors_test[name])
+            by_language = {
+                str(language): round(
+                    float(f1_score(truth[rows], predicted[rows], average="macro", zero_division=0)),
+                    4,
+                )
+                for language in sorted(set(test["language"]))
+                for rows in [(test["language"] == language).to_numpy()]
+            }
+            topics[f"macro_f1_{name}"] = round(
+                float(f1_score(truth, predicted, average="macro", zero_division=0)), 4
+            )
+            topics[f"by_language_{name}"] = by_language
+        result["seed_topic_head"] = topics
+    return result
+
+
 # -- the experiment ------------------------------------------------------------------------
 
 
@@ -562,13 +744,30 @@ def run_finetune(
         test_started = time.perf_counter()
         metrics["test"] = evaluate_test(model, frames, config.corpora, load_seed_topics())
         metrics["test_seconds"] = round(time.perf_counter() - test_started, 1)
+    metrics_path = directory / METRICS_FILE
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    if config.evaluate_geometry:
+        log("measuring the adapted embedding against the base (discovery proxy, seed topics)")
+        metrics["geometry"] = embedding_geometry(
+            model, load_seed_topics(), load_complaints(data_dir)
+        )
     metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
-    (directory / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     log(f"experiment saved to {directory}")
     return directory, metrics
 
 
 # -- publishing the adapter ----------------------------------------------------------------
+
+
+def _objective(config: dict[str, Any]) -> str:
+    """One line naming every loss term the adapter was trained with."""
+    terms = ["sentiment (3 classes)"]
+    if config.get("anchor_weight"):
+        terms.append(f"{config['anchor_weight']} x drift from the base embedding (1 - cosine)")
+    if config.get("topic_weight"):
+        terms.append(f"{config['topic_weight']} x seed-set topic BCE (throwaway head)")
+    return " + ".join(terms) + "; mean pooling, E5 `query: ` prefix"
 
 
 def publish_adapter(experiment: Path, *, name: str | None = None, root: Path | None = None) -> Path:
@@ -604,7 +803,7 @@ def publish_adapter(experiment: Path, *, name: str | None = None, root: Path | N
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "base_encoder": info.get("base_encoder"),
         "base_encoder_sha256": info.get("base_encoder_sha256"),
-        "objective": "sentiment (3 classes), mean pooling, E5 `query: ` prefix",
+        "objective": _objective(config),
         "files": files,
         "training_config": config,
         "training": {

@@ -30,6 +30,7 @@ from models.heads.encoder_heads import (
     EnsembleSentimentClassifier,
     EnsembleTopicClassifier,
     FloatArray,
+    LatinLanguageRouter,
     fit_temperature,
     topic_indicator,
 )
@@ -565,11 +566,105 @@ def choose_ensemble_weights(
     return arabic_weight, latin_weight, temperature, scores
 
 
+def choose_group_weights(
+    log_embedding: FloatArray,
+    log_text: FloatArray,
+    groups: Sequence[str] | npt.NDArray[np.object_],
+    dev: pd.DataFrame,
+    labels: list[str],
+    grid: Sequence[float],
+    start: dict[str, float],
+    passes: int = 2,
+) -> tuple[dict[str, float], float, list[dict[str, Any]]]:
+    """Embedding-member weight per weight group (``Arab``, then each Latin language group) by
+    coordinate ascent from ``start`` on dev mean per-corpus macro-F1, then a dev temperature.
+
+    ``groups`` holds each dev row's group (``EnsembleSentimentClassifier.route``). Each pass
+    sweeps one group's weight over ``grid`` holding the others; a move needs a strictly better
+    mean, so the result never scores below ``start``. Only the given dev rows are looked at.
+    """
+    row_groups = np.asarray(groups, dtype=object)
+    if len(row_groups) != len(dev) or len(log_embedding) != len(dev) or len(log_text) != len(dev):
+        raise ValueError("member log-probabilities, groups and dev rows must align")
+    present = set(row_groups.tolist())
+    missing = sorted(present - set(start))
+    if missing:
+        raise ValueError(f"no starting weight for groups {missing}")
+    names = np.asarray(labels, dtype=object)
+    dev = dev.reset_index(drop=True)
+
+    def score(weights: dict[str, float]) -> float:
+        w = np.asarray([weights[g] for g in row_groups], dtype=np.float64)[:, None]
+        pooled = w * log_embedding + (1.0 - w) * log_text
+        return per_corpus_macro_f1(dev, names[pooled.argmax(axis=1)])["mean"]
+
+    weights = dict(start)
+    best = score(weights)
+    order = ["Arab", *sorted(g for g in start if g != "Arab")]
+    trace: list[dict[str, Any]] = [{"start": dict(weights), "dev_mean": best}]
+    for sweep in range(passes):
+        for group in order:
+            if group not in present:
+                continue  # no dev row to choose its weight on: keep the start
+            by_weight = {}
+            for value in grid:
+                by_weight[str(value)] = score({**weights, group: float(value)})
+                if by_weight[str(value)] > best:
+                    best, weights[group] = by_weight[str(value)], float(value)
+            trace.append(
+                {
+                    "pass": sweep + 1,
+                    "group": group,
+                    "dev_by_weight": by_weight,
+                    "chosen": weights[group],
+                }
+            )
+    w = np.asarray([weights[g] for g in row_groups], dtype=np.float64)[:, None]
+    pooled = w * log_embedding + (1.0 - w) * log_text
+    temperature = fit_temperature(pooled, _label_index(labels, dev["label"].tolist()))
+    return weights, temperature, trace
+
+
+def fit_latin_router(train: Split) -> tuple[LatinLanguageRouter | None, dict[str, Any]]:
+    """The ensemble's Latin-script language router, fit on real (not augmented) train rows;
+    None where the train split has mostly-Latin rows of fewer than two language groups."""
+    frame = train.frame
+    if "language" not in frame.columns:
+        return None, {"skipped": "the train rows carry no language"}
+    real = ~frame["source"].astype(str).str.endswith(AUGMENT_SUFFIX).to_numpy()
+    texts = [t for t, keep in zip(train.prepared, real, strict=True) if keep]
+    languages = frame["language"].to_numpy()[real].tolist()
+    _, groups = LatinLanguageRouter.training_rows(texts, languages)
+    counts = {str(g): int(n) for g, n in zip(*np.unique(groups, return_counts=True), strict=True)}
+    if len(counts) < 2:
+        return None, {"skipped": f"mostly-Latin train rows of groups {sorted(counts)} only"}
+    return LatinLanguageRouter().fit(texts, languages), {"train_rows": counts}
+
+
+def latin_language_slices(frame: pd.DataFrame, predicted: np.ndarray) -> dict[str, float]:
+    """Dev macro-F1 per corpus x Latin-script language group (what per-group weights target)."""
+    frame = frame.reset_index(drop=True)
+    if "language" not in frame.columns:
+        return {}
+    latin = np.asarray([dominant_script(t) == "Latn" for t in frame["text"].astype(str)])
+    out = {}
+    for (source, language), group in frame[latin].groupby(["source", "language"]):
+        if language in ("fr", "en", "ary-Latn") and len(group):
+            out[f"{source}/{language}"] = round(
+                float(f1_score(group["label"], predicted[group.index], average="macro")), 4
+            )
+    return out
+
+
 def fit_sentiment(
     config: SentimentConfig, data: SentimentData, log: Log = log_to_stderr
 ) -> tuple[Any, dict[str, Any]]:
     """Embedding head, and if configured its ensemble with the char n-gram head; the better
-    of the two on dev (mean per-corpus macro-F1) is returned with a selection report."""
+    of the two on dev (mean per-corpus macro-F1) is returned with a selection report.
+
+    With ``latin_weights_by_language`` the ensemble also gets a Latin-script language router
+    (fit on train) and per-language Latin weights (chosen on dev), kept only where they beat
+    the per-script weights on dev."""
     started = time.perf_counter()
     head, head_report = fit_embedding_sentiment(config, data, log)
     dev_head = per_corpus_macro_f1(data.dev.frame, head.predict(data.dev.embeddings))
@@ -585,7 +680,8 @@ def fit_sentiment(
             log_embedding, log_text, latin, data.dev.frame, head.labels_, config.weight_grid
         )
         ensemble = EnsembleSentimentClassifier(head, text_head, arabic_w, latin_w, temperature)
-        dev_ensemble = per_corpus_macro_f1(data.dev.frame, ensemble.predict(dev_inputs))
+        dev_predicted = ensemble.predict(dev_inputs)
+        dev_ensemble = per_corpus_macro_f1(data.dev.frame, dev_predicted)
         dev_text = per_corpus_macro_f1(data.dev.frame, text_head.predict(data.dev.prepared))
         report["text_head"] = {**text_report, "dev": dev_text}
         report["ensemble"] = {
@@ -593,12 +689,21 @@ def fit_sentiment(
             "latin_weight": latin_w,
             "temperature": round(temperature, 4),
             "dev": dev_ensemble,
+            "dev_latin_languages": latin_language_slices(data.dev.frame, dev_predicted),
             "dev_by_weights": grid_scores,
         }
         log(
             f"dev mean macro-F1: embedding {dev_head['mean']:.4f}, tfidf {dev_text['mean']:.4f},"
             f" ensemble {dev_ensemble['mean']:.4f} (w_arab={arabic_w}, w_latn={latin_w})"
         )
+        if config.latin_weights_by_language:
+            routed, routed_report = _route_latin_weights(
+                config, data, ensemble, log_embedding, log_text, log
+            )
+            report["ensemble"]["by_language"] = routed_report
+            if routed is not None and routed_report["dev"]["mean"] > dev_ensemble["mean"]:
+                ensemble, dev_ensemble = routed, routed_report["dev"]
+            routed_report["kept"] = ensemble is routed
         if dev_ensemble["mean"] >= dev_head["mean"]:
             model = ensemble
     report["chosen"] = model.kind
@@ -608,6 +713,77 @@ def fit_sentiment(
     report["augmented_rows"] = data.augmented
     report["fit_seconds"] = round(time.perf_counter() - started, 1)
     return model, report
+
+
+def _route_latin_weights(
+    config: SentimentConfig,
+    data: SentimentData,
+    shared: EnsembleSentimentClassifier,
+    log_embedding: FloatArray,
+    log_text: FloatArray,
+    log: Log,
+) -> tuple[EnsembleSentimentClassifier | None, dict[str, Any]]:
+    """The shared-weight ensemble with a router (train) and per-language weights (dev)."""
+    router, router_report = fit_latin_router(data.train)
+    if router is None:
+        log(f"per-language Latin weights skipped: {router_report['skipped']}")
+        return None, {"router": router_report}
+    probe = EnsembleSentimentClassifier(
+        shared.embedding_head,
+        shared.text_head,
+        shared.arabic_weight,
+        shared.latin_weight,
+        latin_group_weights={g: shared.latin_weight for g in router.groups_},
+        router=router,
+    )
+    groups = probe.route(data.dev.prepared)
+    dev_frame = data.dev.frame.reset_index(drop=True)
+    known, truth = LatinLanguageRouter.training_rows(
+        data.dev.prepared, dev_frame.get("language", pd.Series([None] * len(dev_frame))).tolist()
+    )
+    if known:
+        router_report["dev_accuracy"] = round(
+            float(np.mean(router.predict(known) == np.asarray(truth, dtype=object))), 4
+        )
+    start = {"Arab": shared.arabic_weight, **{g: shared.latin_weight for g in router.groups_}}
+    weights, temperature, trace = choose_group_weights(
+        log_embedding,
+        log_text,
+        groups,
+        dev_frame,
+        shared.labels_,
+        config.weight_grid,
+        start,
+    )
+    routed = EnsembleSentimentClassifier(
+        shared.embedding_head,
+        shared.text_head,
+        weights["Arab"],
+        shared.latin_weight,
+        temperature,
+        latin_group_weights={g: weights[g] for g in router.groups_},
+        router=router,
+    )
+    predicted = routed.predict((data.dev.embeddings, data.dev.prepared))
+    dev = per_corpus_macro_f1(dev_frame, predicted)
+    log(
+        f"per-language Latin weights: dev mean macro-F1 {dev['mean']:.4f} "
+        f"(w_arab={weights['Arab']}, "
+        + ", ".join(f"w_{g}={weights[g]}" for g in router.groups_)
+        + f"; router dev accuracy {router_report.get('dev_accuracy')})"
+    )
+    return routed, {
+        "router": router_report,
+        "arabic_weight": weights["Arab"],
+        "latin_group_weights": {g: weights[g] for g in router.groups_},
+        "temperature": round(temperature, 4),
+        "dev": dev,
+        "dev_latin_languages": latin_language_slices(dev_frame, predicted),
+        "dev_routed_groups": {
+            str(g): int(n) for g, n in zip(*np.unique(groups, return_counts=True), strict=True)
+        },
+        "coordinate_ascent": trace,
+    }
 
 
 # -- topics --------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ n-grams still carry what the encoder misses in Latin-script Darija.
 
 Weights are stored as ``config.json`` + ``weights.safetensors`` (no pickle); inference is a few
 numpy matrix products, so a loaded head needs neither scikit-learn nor torch to predict.
-Ensembles store their members in sub-directories, each in its own format.
+Ensembles store their members in sub-directories, each in its own format; the sentiment
+ensemble's optional Latin-script language router is a char n-gram pipeline saved as the TF-IDF
+members are (one compressed joblib file).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+import joblib
 import numpy as np
 import numpy.typing as npt
 from safetensors.numpy import load_file, save_file
@@ -24,14 +27,20 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax, softmax
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
 
 from models.heads.tfidf import best_thresholds, cv_folds
-from models.language import dominant_script
+from models.language import char_ngram_classifier, compact, dominant_script
 from models.registry import MODEL_KINDS, register_model_kind
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT_VERSION = 1
+# An ensemble with a Latin-script language router writes this version, so that code which
+# predates the router refuses it instead of silently ignoring the per-language weights.
+ROUTED_FORMAT_VERSION = 2
+ROUTER_DIR = "router"
+ROUTER_FILE = "model.joblib"
 
 FloatArray = npt.NDArray[np.float64]
 EmbeddingsAndTexts = tuple[npt.NDArray[np.floating[Any]], Sequence[str]]
@@ -69,13 +78,15 @@ def _write(directory: Path, config: dict[str, Any], arrays: dict[str, np.ndarray
         save_file(tensors, str(directory / WEIGHTS_FILE))
 
 
-def _read(directory: Path, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _read(
+    directory: Path, kind: str, max_version: int = FORMAT_VERSION
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
     if config.get("kind") != kind:
         raise ValueError(
             f"{directory / CONFIG_FILE} holds a '{config.get('kind')}' model, not '{kind}'"
         )
-    if config.get("format_version", 0) > FORMAT_VERSION:
+    if config.get("format_version", 0) > max_version:
         raise ValueError(f"{directory}: format_version {config['format_version']} is too new")
     arrays = load_file(str(directory / WEIGHTS_FILE)) if (directory / WEIGHTS_FILE).exists() else {}
     return config, {k: v.astype(np.float64) for k, v in arrays.items()}
@@ -359,13 +370,135 @@ def _load_member(directory: Path, kind: str) -> Any:
     return MODEL_KINDS[kind].load(directory)
 
 
+# Groups the router tells apart among mostly-Latin texts, and the training rows' languages
+# that teach each one. Other languages seen in Latin script (Arabic tweets counted as Latin for
+# their hashtags: arsarcasm_v2's `ar-*`, umsab's `ar`) teach nothing: they are routed to
+# whichever group their letters resemble.
+LATIN_GROUPS: tuple[str, ...] = ("ary-Latn", "en", "fr")
+_LATIN_GROUP_OF: dict[str, str] = {
+    "ary-Latn": "ary-Latn",
+    "ary": "ary-Latn",
+    "en": "en",
+    "fr": "fr",
+}
+
+
+def latin_group(language: object) -> str | None:
+    """The router group a Latin-script training row's ``language`` teaches, or None."""
+    return _LATIN_GROUP_OF.get(language) if isinstance(language, str) else None
+
+
+class LatinLanguageRouter:
+    """Which language group (``fr``, ``en``, ``ary-Latn``) a mostly-Latin text belongs to.
+
+    The language identifier's recipe (class-balanced logistic regression on char_wb 1-4 gram
+    TF-IDF), fit on mostly-Latin training rows only; the ensemble asks it about mostly-Latin
+    texts only.
+    """
+
+    kind: ClassVar[str] = "latin-router"
+
+    def __init__(
+        self,
+        ngram_range: tuple[int, int] = (1, 4),
+        max_features: int = 30_000,
+        min_df: int = 2,
+        C: float = 4.0,
+    ) -> None:
+        self.ngram_range = ngram_range
+        self.max_features = max_features
+        self.min_df = min_df
+        self.C = C
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "ngram_range": tuple(self.ngram_range),
+            "max_features": self.max_features,
+            "min_df": self.min_df,
+            "C": self.C,
+        }
+
+    def _new_model(self) -> Pipeline:
+        return char_ngram_classifier(self.ngram_range, self.max_features, self.C, self.min_df)
+
+    @staticmethod
+    def training_rows(
+        texts: Sequence[str], languages: Sequence[object]
+    ) -> tuple[list[str], list[str]]:
+        """The mostly-Latin rows whose language names a group, with that group."""
+        rows, groups = [], []
+        for text, language in zip(texts, languages, strict=True):
+            group = latin_group(language)
+            if group is not None and dominant_script(text) == "Latn":
+                rows.append(text)
+                groups.append(group)
+        return rows, groups
+
+    def fit(self, texts: Sequence[str], languages: Sequence[object]) -> Self:
+        """Fit on the mostly-Latin rows of ``texts`` whose ``languages`` name a group."""
+        rows, groups = self.training_rows(texts, languages)
+        if len(set(groups)) < 2:
+            raise ValueError(
+                f"a router needs mostly-Latin rows of at least two of {LATIN_GROUPS}; "
+                f"got {sorted(set(groups))}"
+            )
+        self.model_ = compact(self._new_model().fit(rows, groups))
+        self.groups_ = [str(g) for g in self.model_.named_steps["classifier"].classes_]
+        return self
+
+    def predict(self, texts: Sequence[str]) -> npt.NDArray[np.object_]:
+        """The group of each text (whatever its script: callers route Latin texts only)."""
+        texts = list(texts)
+        if not texts:
+            return np.asarray([], dtype=object)
+        return np.asarray(self.model_.predict(texts), dtype=object)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "kind": self.kind,
+            "params": self.get_params(),
+            "groups": list(self.groups_),
+            "model": self.model_,
+        }
+        joblib.dump(payload, directory / ROUTER_FILE, compress=("xz", 6))
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        path = Path(directory) / ROUTER_FILE
+        payload = joblib.load(path)
+        if not isinstance(payload, dict) or payload.get("kind") != cls.kind:
+            kind = payload.get("kind") if isinstance(payload, dict) else type(payload).__name__
+            raise ValueError(f"{path} holds a '{kind}' model, not '{cls.kind}'")
+        model = payload.get("model")
+        groups = payload.get("groups")
+        if not isinstance(model, Pipeline) or not isinstance(groups, list):
+            raise ValueError(f"{path}: no fitted router pipeline and group list")
+        if [str(c) for c in model.classes_] != groups:
+            raise ValueError(f"{path}: the pipeline's classes {list(model.classes_)} != {groups}")
+        router = cls(**payload["params"])
+        router.model_ = model
+        router.groups_ = list(groups)
+        return router
+
+
+def _check_weight(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    return float(value)
+
+
 @register_model_kind
 class EnsembleSentimentClassifier:
     """Log-linear pool of an embedding head and a char n-gram head, weighted per script.
 
-    ``p ∝ exp((w·log p_embedding + (1 − w)·log p_text) / T)`` with ``w`` = ``latin_weight`` for
-    mostly-Latin texts and ``arabic_weight`` otherwise; weights and ``T`` are chosen on dev
-    splits by the trainer (``training.fit``), never on test data.
+    ``p ∝ exp((w·log p_embedding + (1 − w)·log p_text) / T)`` with ``w`` = ``arabic_weight``
+    for texts that are not mostly Latin; for mostly-Latin texts ``w`` = ``latin_weight``, or,
+    with a ``router``, the weight of the language group (``fr``, ``en``, ``ary-Latn``) it
+    routes the text to (``latin_group_weights``). Weights and ``T`` are chosen on dev splits
+    by the trainer (``training.fit``), never on test data; the router is fit on train rows.
     """
 
     kind: ClassVar[str] = "ensemble-sentiment"
@@ -378,12 +511,28 @@ class EnsembleSentimentClassifier:
         arabic_weight: float = 0.5,
         latin_weight: float = 0.5,
         temperature: float = 1.0,
+        latin_group_weights: dict[str, float] | None = None,
+        router: LatinLanguageRouter | None = None,
     ) -> None:
+        if (latin_group_weights is None) != (router is None):
+            raise ValueError("per-language Latin weights need a router, and a router needs them")
+        if router is not None and latin_group_weights is not None:
+            if sorted(latin_group_weights) != sorted(router.groups_):
+                raise ValueError(
+                    f"Latin group weights for {sorted(latin_group_weights)}, but the router "
+                    f"routes to {sorted(router.groups_)}"
+                )
+            latin_group_weights = {
+                str(group): _check_weight(f"weight of '{group}'", w)
+                for group, w in sorted(latin_group_weights.items())
+            }
         self.embedding_head = embedding_head
         self.text_head = text_head
         self.arabic_weight = arabic_weight
         self.latin_weight = latin_weight
         self.temperature = temperature
+        self.latin_group_weights = latin_group_weights
+        self.router = router
 
     @property
     def labels_(self) -> list[str]:
@@ -405,15 +554,32 @@ class EnsembleSentimentClassifier:
         log_text = np.log(np.asarray(self.text_head.predict_proba(texts)) + eps)
         return log_embedding, log_text
 
+    def route(self, texts: Sequence[str]) -> npt.NDArray[np.object_]:
+        """Each text's weight group: ``"Arab"`` (not mostly Latin, so ``arabic_weight``), the
+        router's language group for a mostly-Latin text, or ``"Latn"`` without a router."""
+        texts = list(texts)
+        latin = _script_groups(texts)
+        groups = np.where(latin, "Latn", "Arab").astype(object)
+        if self.router is not None and latin.any():
+            groups[latin] = self.router.predict([texts[i] for i in np.flatnonzero(latin)])
+        return groups
+
+    def text_weights(self, texts: Sequence[str]) -> FloatArray:
+        """The embedding member's weight ``w`` for each text."""
+        weights = {"Arab": self.arabic_weight, "Latn": self.latin_weight}
+        weights.update(self.latin_group_weights or {})
+        return np.asarray([weights[g] for g in self.route(texts)], dtype=np.float64)
+
     @staticmethod
     def combine(
         log_embedding: FloatArray,
         log_text: FloatArray,
         latin: npt.NDArray[np.bool_],
         arabic_weight: float,
-        latin_weight: float,
+        latin_weight: float | FloatArray,
         temperature: float,
     ) -> FloatArray:
+        """Pooled probabilities; ``latin_weight`` is one weight or one per row (per group)."""
         weight = np.where(latin, latin_weight, arabic_weight)[:, None]
         pooled = weight * log_embedding + (1.0 - weight) * log_text
         return np.asarray(softmax(pooled / temperature, axis=1))
@@ -421,10 +587,9 @@ class EnsembleSentimentClassifier:
     def predict_proba(self, inputs: EmbeddingsAndTexts) -> FloatArray:
         """Calibrated probabilities from ``(embeddings, texts)``, columns in ``labels_`` order."""
         log_embedding, log_text = self.member_log_proba(inputs)
-        latin = _script_groups(list(inputs[1]))
-        return self.combine(
-            log_embedding, log_text, latin, self.arabic_weight, self.latin_weight, self.temperature
-        )
+        weight = self.text_weights(list(inputs[1]))[:, None]
+        pooled = weight * log_embedding + (1.0 - weight) * log_text
+        return np.asarray(softmax(pooled / self.temperature, axis=1))
 
     def predict(self, inputs: EmbeddingsAndTexts) -> npt.NDArray[np.object_]:
         proba = self.predict_proba(inputs)
@@ -434,7 +599,7 @@ class EnsembleSentimentClassifier:
         directory.mkdir(parents=True, exist_ok=True)
         self.embedding_head.save(directory / "embedding")
         self.text_head.save(directory / "text")
-        config = {
+        config: dict[str, Any] = {
             "kind": self.kind,
             "labels": self.labels_,
             "arabic_weight": self.arabic_weight,
@@ -442,20 +607,42 @@ class EnsembleSentimentClassifier:
             "temperature": self.temperature,
             "members": {"embedding": self.embedding_head.kind, "text": self.text_head.kind},
         }
+        if self.router is not None:
+            self.router.save(directory / ROUTER_DIR)
+            config["format_version"] = ROUTED_FORMAT_VERSION
+            config["latin_group_weights"] = dict(self.latin_group_weights or {})
+            config["router"] = self.router.kind
         _write(directory, config, {})
 
     @classmethod
     def load(cls, directory: Path) -> Self:
         directory = Path(directory)
-        config, _ = _read(directory, cls.kind)
+        config, _ = _read(directory, cls.kind, max_version=ROUTED_FORMAT_VERSION)
         members = config["members"]
-        return cls(
+        router: LatinLanguageRouter | None = None
+        group_weights = config.get("latin_group_weights")
+        if ("router" in config) != (group_weights is not None):
+            raise ValueError(f"{directory / CONFIG_FILE}: a router without its weights or back")
+        if group_weights is not None:
+            if config["router"] != LatinLanguageRouter.kind or not isinstance(group_weights, dict):
+                raise ValueError(f"{directory / CONFIG_FILE}: unknown router {config['router']!r}")
+            if not (directory / ROUTER_DIR / ROUTER_FILE).exists():
+                raise ValueError(
+                    f"{directory}: the config names a router; {ROUTER_DIR}/ is missing"
+                )
+            router = LatinLanguageRouter.load(directory / ROUTER_DIR)
+        model = cls(
             embedding_head=_load_member(directory / "embedding", members["embedding"]),
             text_head=_load_member(directory / "text", members["text"]),
             arabic_weight=float(config["arabic_weight"]),
             latin_weight=float(config["latin_weight"]),
             temperature=float(config["temperature"]),
+            latin_group_weights=group_weights,
+            router=router,
         )
+        if list(config.get("labels", model.labels_)) != model.labels_:
+            raise ValueError(f"{directory}: config labels {config['labels']} != the members'")
+        return model
 
 
 @register_model_kind

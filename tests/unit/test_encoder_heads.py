@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from models.heads.encoder_heads import (
+    ROUTER_DIR,
     EmbeddingSentimentClassifier,
     EmbeddingTopicClassifier,
     EnsembleSentimentClassifier,
     EnsembleTopicClassifier,
+    LatinLanguageRouter,
     fit_temperature,
 )
 from models.heads.tfidf import TfidfSentimentClassifier, TfidfTopicClassifier, cv_folds
@@ -130,6 +134,294 @@ def test_ensemble_round_trips_through_registry(ensemble, sentiment_set, tmp_path
     np.testing.assert_allclose(
         loaded.predict_proba((x, texts)), ensemble.predict_proba((x, texts)), atol=1e-5
     )
+
+
+# -- per-language Latin weights ------------------------------------------------------------
+
+# Function words mark the language; the sentiment word (same for every language) the label.
+VOCAB = {
+    "fr": [
+        "le",
+        "la",
+        "les",
+        "est",
+        "très",
+        "pas",
+        "je",
+        "suis",
+        "avec",
+        "pour",
+        "une",
+        "des",
+        "toujours",
+        "rien",
+        "nous",
+        "vous",
+    ],
+    "en": [
+        "the",
+        "is",
+        "very",
+        "not",
+        "i",
+        "am",
+        "with",
+        "for",
+        "and",
+        "this",
+        "my",
+        "always",
+        "nothing",
+        "we",
+        "you",
+        "they",
+    ],
+    "ary-Latn": [
+        "wach",
+        "khoya",
+        "bzaf",
+        "3la",
+        "dyal",
+        "ma",
+        "kayn",
+        "walo",
+        "hadchi",
+        "chhal",
+        "7ta",
+        "lyoum",
+        "ghir",
+        "safi",
+        "daba",
+    ],
+}
+ARABIC = ["هذا", "الخدمة", "في", "من", "على", "مع", "كل", "شي", "واش", "بزاف", "ديال", "ماكاين"]
+SENTIMENT_WORDS = {"negative": "khayb", "neutral": "info", "positive": "zwin"}
+OBVIOUS = {
+    "fr": "je ne suis pas content du service, la livraison est toujours en retard",
+    "en": "i am not happy with the service, the delivery is always late",
+    "ary-Latn": "wach kayn chi 7al 3afak khoya, hadchi bzaf walo lyoum",
+}
+
+
+@pytest.fixture
+def multilingual_set() -> tuple[np.ndarray, list[str], list[str], list[str]]:
+    """Embedding clusters per label, and texts in French, English, Arabizi and Arabic."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(3, 32))
+    languages = ["fr", "en", "ary-Latn", "ary"]
+    x, labels, texts, langs = [], [], [], []
+    for i in range(360):
+        label = LABELS[i % 3]
+        language = languages[(i // 3) % 4]
+        pool = ARABIC if language == "ary" else VOCAB[language]
+        words = " ".join(rng.choice(pool, size=6))
+        x.append(centres[LABELS.index(label)] + rng.normal(scale=1.5, size=32))
+        labels.append(label)
+        texts.append(f"{words} {SENTIMENT_WORDS[label]}")
+        langs.append(language)
+    return _unit(np.asarray(x)), labels, texts, langs
+
+
+@pytest.fixture
+def router(multilingual_set) -> LatinLanguageRouter:
+    _, _, texts, languages = multilingual_set
+    return LatinLanguageRouter().fit(texts, languages)
+
+
+@pytest.fixture
+def members(multilingual_set) -> tuple[EmbeddingSentimentClassifier, TfidfSentimentClassifier]:
+    x, labels, texts, _ = multilingual_set
+    head = EmbeddingSentimentClassifier().fit(x, labels)
+    return head, TfidfSentimentClassifier(min_df=1, calibrate=False).fit(texts, labels)
+
+
+def test_router_routes_obvious_french_english_and_arabizi_lines(router):
+    assert router.groups_ == ["ary-Latn", "en", "fr"]
+    routed = router.predict(list(OBVIOUS.values()))
+    assert list(routed) == list(OBVIOUS)
+
+
+def test_router_learns_from_latin_rows_of_known_groups_only():
+    texts = ["le service est nul", "the service is bad", "هذا الخدمة", "#Christmas هذا"] * 3
+    languages = ["fr", "en", "fr", "ar-egypt"] * 3
+    rows, groups = LatinLanguageRouter.training_rows(texts, languages)
+    assert set(groups) == {"fr", "en"} and all("هذا" not in row for row in rows)
+    with pytest.raises(ValueError, match="at least two"):
+        LatinLanguageRouter().fit(["le service est nul"] * 4, ["fr"] * 4)
+
+
+def test_per_group_weights_change_only_the_routed_groups_predictions(
+    members, router, multilingual_set
+):
+    x, _, texts, _ = multilingual_set
+    shared = EnsembleSentimentClassifier(*members, 0.3, 0.5, 0.9)
+    same = EnsembleSentimentClassifier(
+        *members,
+        0.3,
+        0.5,
+        0.9,
+        latin_group_weights=dict.fromkeys(router.groups_, 0.5),
+        router=router,
+    )
+    np.testing.assert_allclose(same.predict_proba((x, texts)), shared.predict_proba((x, texts)))
+    english_only = EnsembleSentimentClassifier(
+        *members,
+        0.3,
+        0.5,
+        0.9,
+        latin_group_weights={"ary-Latn": 0.5, "en": 1.0, "fr": 0.5},
+        router=router,
+    )
+    routes = english_only.route(texts)
+    assert set(routes) == {"Arab", "ary-Latn", "en", "fr"}
+    english = routes == "en"
+    before, after = shared.predict_proba((x, texts)), english_only.predict_proba((x, texts))
+    np.testing.assert_allclose(after[~english], before[~english])
+    assert not np.allclose(after[english], before[english])
+    # weight 1 on the embedding member: the English rows get its (tempered) probabilities
+    tempered = EnsembleSentimentClassifier(*members, 1.0, 1.0, 0.9).predict_proba((x, texts))
+    np.testing.assert_allclose(after[english], tempered[english], atol=1e-9)
+
+
+def test_routed_ensemble_round_trips_with_identical_probabilities(
+    members, router, multilingual_set, tmp_path: Path
+):
+    x, _, texts, _ = multilingual_set
+    weights = {"ary-Latn": 0.2, "en": 0.9, "fr": 0.6}
+    model = EnsembleSentimentClassifier(
+        *members, 0.3, 0.5, 0.8, latin_group_weights=weights, router=router
+    )
+    registry = Registry(tmp_path / "registry")
+    meta = registry.publish(
+        model,
+        task="sentiment",
+        metrics={"macro_f1_mean": 0.5},
+        primary_metric="macro_f1_mean",
+        promote=True,
+    )
+    assert "router/model.joblib" in meta.files
+    loaded, _ = registry.load("sentiment")
+    assert loaded.latin_group_weights == weights and loaded.router.groups_ == router.groups_
+    # the embedding member stores float32 weights: equal to ~1e-8, and exactly so on reload
+    np.testing.assert_allclose(
+        loaded.predict_proba((x, texts)), model.predict_proba((x, texts)), atol=1e-6
+    )
+    np.testing.assert_array_equal(loaded.route(texts), model.route(texts))
+    again = EnsembleSentimentClassifier.load(registry.path("sentiment", meta.version))
+    np.testing.assert_array_equal(again.predict_proba((x, texts)), loaded.predict_proba((x, texts)))
+
+
+def test_routed_ensemble_load_checks_what_it_reads(members, router, tmp_path: Path):
+    model = EnsembleSentimentClassifier(
+        *members,
+        0.3,
+        0.5,
+        1.0,
+        latin_group_weights=dict.fromkeys(router.groups_, 0.5),
+        router=router,
+    )
+
+    def saved_with(edit) -> Path:  # type: ignore[no-untyped-def]
+        directory = tmp_path / f"m{len(list(tmp_path.iterdir()))}"
+        model.save(directory)
+        config = json.loads((directory / "config.json").read_text())
+        edit(directory, config)
+        (directory / "config.json").write_text(json.dumps(config))
+        return directory
+
+    assert (
+        json.loads((saved_with(lambda d, c: None) / "config.json").read_text())["format_version"]
+        == 2
+    )
+    broken = [
+        lambda d, c: c["latin_group_weights"].update(en=1.5),
+        lambda d, c: c["latin_group_weights"].pop("fr"),
+        lambda d, c: c.pop("router"),
+        lambda d, c: shutil.rmtree(d / "router"),
+        lambda d, c: c.update(format_version=3),
+    ]
+    for edit in broken:
+        with pytest.raises(ValueError):
+            EnsembleSentimentClassifier.load(saved_with(edit))
+    with pytest.raises(ValueError, match="need a router"):
+        EnsembleSentimentClassifier(*members, latin_group_weights={"en": 0.5})
+
+
+def _old_formula(model: EnsembleSentimentClassifier, x: np.ndarray, texts: list[str]) -> np.ndarray:
+    """What an ensemble computed before routers existed: one weight per script."""
+    from scipy.special import softmax
+
+    from models.language import dominant_script
+
+    log_embedding, log_text = model.member_log_proba((x, texts))
+    latin = np.asarray([dominant_script(t) == "Latn" for t in texts])
+    w = np.where(latin, model.latin_weight, model.arabic_weight)[:, None]
+    return softmax((w * log_embedding + (1 - w) * log_text) / model.temperature, axis=1)
+
+
+def test_ensemble_without_router_keeps_the_old_format_and_predictions(
+    members, multilingual_set, tmp_path: Path
+):
+    x, _, texts, _ = multilingual_set
+    model = EnsembleSentimentClassifier(*members, 0.3, 0.6, 0.8)
+    model.save(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert sorted(config) == [
+        "arabic_weight",
+        "format_version",
+        "kind",
+        "labels",
+        "latin_weight",
+        "members",
+        "temperature",
+    ]
+    assert config["format_version"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "embedding", "text"]
+    loaded = EnsembleSentimentClassifier.load(tmp_path)
+    assert loaded.router is None and loaded.latin_group_weights is None
+    np.testing.assert_allclose(
+        loaded.predict_proba((x, texts)), model.predict_proba((x, texts)), atol=1e-6
+    )
+    np.testing.assert_allclose(loaded.predict_proba((x, texts)), _old_formula(loaded, x, texts))
+    np.testing.assert_allclose(model.predict_proba((x, texts)), _old_formula(model, x, texts))
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "models/artifacts/sentiment"
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped sentiment registry")
+def test_shipped_ensembles_still_load_and_predict_per_script(multilingual_set):
+    """Versions written before the router (no ``router/``) load and predict as they did."""
+    _, _, texts, _ = multilingual_set
+    directories = [
+        d for d in sorted(SHIPPED.glob("ensemble-sentiment-*")) if not (d / ROUTER_DIR).exists()
+    ]
+    assert directories
+    for directory in directories:
+        model = EnsembleSentimentClassifier.load(directory)
+        assert model.router is None and model.latin_group_weights is None
+        dim = model.embedding_head.layers_[0][0].shape[0]
+        x = _unit(np.random.default_rng(0).normal(size=(40, dim)))
+        np.testing.assert_allclose(
+            model.predict_proba((x, texts[:40])), _old_formula(model, x, texts[:40])
+        )
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped sentiment registry")
+def test_shipped_routed_ensembles_route_latin_texts_by_language():
+    directories = [
+        d for d in sorted(SHIPPED.glob("ensemble-sentiment-*")) if (d / ROUTER_DIR).exists()
+    ]
+    for directory in directories:
+        model = EnsembleSentimentClassifier.load(directory)
+        assert model.router is not None and model.latin_group_weights is not None
+        assert set(model.latin_group_weights) == {"ary-Latn", "en", "fr"}
+        texts = [
+            "the passport office never answers the phone",
+            "le guichet est fermé depuis trois jours",
+            "l'idara ma kat jawbch 3la telephone, 7chouma",
+        ]
+        assert list(model.route(texts)) == ["en", "fr", "ary-Latn"]
 
 
 @pytest.fixture

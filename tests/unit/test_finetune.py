@@ -137,6 +137,80 @@ def test_subsampling_keeps_every_corpus_and_script_and_never_mixes_splits():
     assert data.train["weight"].mean() == pytest.approx(1.0)
 
 
+def _seed_topics() -> pd.DataFrame:
+    """A seed-set-shaped frame: two topics, train and test rows told apart by their text."""
+    from training.baseline import TAXONOMY
+
+    words = {TAXONOMY[0]: "queue guichet attente", TAXONOMY[1]: "facture prix tarif"}
+    rows = []
+    for split, n in (("train", 8), ("test", 4)):
+        for i in range(n):
+            topic = TAXONOMY[i % 2]
+            rows.append(
+                {
+                    "text": f"{words[topic]} {split} {i}",
+                    "language": "fr",
+                    "topics": [topic],
+                    "sentiment": "negative",
+                    "split": split,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_the_topic_loss_sees_only_the_seed_sets_train_rows():
+    config = _config(topic_weight=1.0)
+    data = load_finetune_data(config, frames=_frames(train=6, dev=3), seed_frame=_seed_topics())
+    assert data.topics is not None and len(data.topics) == 8
+    assert all(" train " in text for text in data.topics["text"])
+    assert load_finetune_data(_config(), frames=_frames(train=6, dev=3)).topics is None
+
+
+@pytest.mark.encoder
+@pytest.mark.slow
+def test_the_topic_loss_trains_its_own_head_and_is_recorded(model_dir: Path):
+    config = _config(topic_weight=1.0, topic_batch_size=8, max_steps=8, eval_every=4)
+    data = load_finetune_data(config, frames=_frames(train=12, dev=6), seed_frame=_seed_topics())
+    model = new_model(config, model_dir=model_dir)
+    report = train_model(model, data, config, log=lambda _: None, progress=False)
+    first, second = (entry["topic_loss"] for entry in report["history"])
+    assert second < first  # the throwaway topic head (and the adapter) learn the seed topics
+    plain = train_model(
+        new_model(_config(), model_dir=model_dir),
+        load_finetune_data(_config(), frames=_frames(train=12, dev=6)),
+        _config(),
+        log=lambda _: None,
+        progress=False,
+    )
+    assert plain["history"][-1]["topic_loss"] is None
+
+
+@pytest.mark.encoder
+@pytest.mark.slow
+def test_geometry_compares_the_adapted_embedding_with_the_base(trained, model_dir: Path):
+    from training.finetune import embedding_geometry
+
+    config, _, model, _, _, _ = trained
+    complaints = pd.DataFrame(
+        {
+            "text": [f"{w} {i}" for i in range(6) for w in ("train late again", "bank fees")],
+            "domain": ["transport", "banking"] * 6,
+        }
+    )
+    untouched = embedding_geometry(
+        new_model(config, model_dir=model_dir), _seed_topics(), complaints
+    )
+    proxy, topics = untouched["discovery_proxy"], untouched["seed_topic_head"]
+    assert proxy["rows"] == 12 and proxy["k"] == 2
+    assert proxy["drift"] == pytest.approx(0.0, abs=1e-4)  # a fresh adapter changes nothing
+    assert proxy["kmeans_nmi_base"] == proxy["kmeans_nmi_adapted"]
+    assert topics["macro_f1_base"] == topics["macro_f1_adapted"]
+    assert set(topics["by_language_base"]) == {"fr"}
+    moved = embedding_geometry(model, _seed_topics(), "complaints corpus absent")
+    assert moved["discovery_proxy"] == {"skipped": "complaints corpus absent"}
+    assert moved["seed_topic_head"]["drift"] > 0  # eight trained steps moved it
+
+
 # -- publishing an adapter and serving the merged encoder --------------------------------
 
 

@@ -11,7 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.heads.encoder_heads import EmbeddingSentimentClassifier
+from models.heads.encoder_heads import (
+    EmbeddingSentimentClassifier,
+    EnsembleSentimentClassifier,
+    LatinLanguageRouter,
+)
 from models.heads.tfidf import TfidfSentimentClassifier
 from models.registry import Registry
 from service.complaints.models import Complaint, LabelCorrection
@@ -27,11 +31,13 @@ from training.evaluate import EvaluationData, evaluate_topics, head_inputs
 from training.fit import (
     EmbeddingCache,
     arabic_to_arabizi,
+    choose_group_weights,
     fit_sentiment,
     fit_topics,
     load_sentiment_data,
     load_topics_data,
     pairing_groups,
+    per_corpus_macro_f1,
     prepare_texts,
     row_weights,
     shrink_thresholds,
@@ -146,6 +152,116 @@ def test_tiny_sentiment_run_publishes_a_loadable_artifact(frames, cache, encoder
         "negative",
         "neutral",
     ]
+
+
+LANGUAGE_WORDS = {
+    "fr": ["le", "service", "est", "très", "avec", "pour", "toujours", "rien", "nous"],
+    "en": ["the", "service", "is", "very", "with", "for", "always", "nothing", "we"],
+    "ary-Latn": ["wach", "khoya", "bzaf", "3la", "dyal", "kayn", "walo", "hadchi", "daba"],
+}
+
+
+@pytest.fixture
+def multilingual_frames() -> dict[str, pd.DataFrame]:
+    """An afrisenti-like corpus (Arabizi) and an umsab-like one (French and English)."""
+    rng = np.random.default_rng(1)
+    out = {}
+    for corpus, languages in (("afrisenti_ary", ["ary-Latn"]), ("umsab_xlm_t", ["fr", "en"])):
+        rows = []
+        for split, n in (("train", 90), ("dev", 36), ("test", 18)):
+            for i in range(n):
+                label = ["negative", "neutral", "positive"][i % 3]
+                language = languages[(i // 3) % len(languages)]
+                words = " ".join(rng.choice(LANGUAGE_WORDS[language], size=4))
+                sentiment = " ".join(rng.choice(WORDS[label], size=2))
+                rows.append(
+                    {
+                        "text": f"{words} {sentiment} {split}{i}",
+                        "label": label,
+                        "language": language,
+                        "script": "Latn",
+                        "split": split,
+                        "source": corpus,
+                    }
+                )
+        out[corpus] = pd.DataFrame(rows)
+    return out
+
+
+def test_group_weights_follow_the_member_each_language_prefers():
+    """English rows: the embedding member is right; Arabizi rows: the n-gram member is."""
+    labels = ["negative", "neutral", "positive"]
+    rng = np.random.default_rng(0)
+    n = 60
+    truth = np.arange(n) % 3
+    groups = np.asarray(["en"] * 20 + ["ary-Latn"] * 20 + ["Arab"] * 20, dtype=object)
+    right, wrong = np.eye(3)[truth] * 2.0, np.eye(3)[(truth + 1) % 3] * 2.0
+    noise = rng.normal(scale=0.1, size=(n, 3))
+    log_embedding = np.where((groups == "en")[:, None], right, wrong) + noise
+    log_text = np.where((groups == "en")[:, None], wrong, right) + noise
+    dev = pd.DataFrame(
+        {"label": [labels[t] for t in truth], "source": ["umsab"] * 20 + ["afrisenti"] * 40}
+    )
+    start = {"Arab": 0.5, "en": 0.5, "ary-Latn": 0.5, "fr": 0.5}
+    weights, temperature, trace = choose_group_weights(
+        log_embedding, log_text, groups, dev, labels, [0.0, 0.25, 0.5, 0.75, 1.0], start
+    )
+    assert weights["en"] > 0.5 and weights["ary-Latn"] < 0.5 and weights["Arab"] < 0.5
+    assert weights["fr"] == 0.5  # no dev row routed there: its weight is not chosen
+    assert trace[-1]["pass"] == 2 and temperature > 0
+
+    def dev_mean(w: dict[str, float]) -> float:
+        row = np.asarray([w[g] for g in groups])[:, None]
+        pooled = row * log_embedding + (1 - row) * log_text
+        return per_corpus_macro_f1(dev, np.asarray(labels, dtype=object)[pooled.argmax(1)])["mean"]
+
+    assert dev_mean(weights) > dev_mean(start) == trace[0]["dev_mean"]
+    with pytest.raises(ValueError, match="align"):
+        choose_group_weights(log_embedding, log_text, groups[:-1], dev, labels, [0.5], start)
+
+
+def test_per_language_weights_are_fit_on_train_and_chosen_on_dev_only(
+    multilingual_frames, cache, encoder, monkeypatch
+):
+    import training.fit as fit_module
+
+    config = tiny_sentiment_config(
+        corpora=["afrisenti_ary", "umsab_xlm_t"], weight_grid=[0.0, 0.25, 0.5, 0.75, 1.0]
+    )
+    data = load_sentiment_data(config, cache, frames=multilingual_frames)
+    train_texts, dev_texts = set(data.train.prepared), set(data.dev.prepared)
+    scored: list[set[str]] = []
+    router_rows: list[set[str]] = []
+
+    def spy_scores(frame: pd.DataFrame, predicted: np.ndarray) -> dict[str, float]:
+        scored.append(set(frame["text"].map(lambda t: prepare_texts([t])[0])))
+        return per_corpus_macro_f1(frame, predicted)
+
+    original_fit = LatinLanguageRouter.fit
+
+    def spy_fit(self, texts, languages):  # type: ignore[no-untyped-def]
+        router_rows.append(set(texts))
+        return original_fit(self, texts, languages)
+
+    monkeypatch.setattr(fit_module, "per_corpus_macro_f1", spy_scores)
+    monkeypatch.setattr(LatinLanguageRouter, "fit", spy_fit)
+    model, report = fit_sentiment(config, data, log=lambda _: None)
+    by_language = report["ensemble"]["by_language"]
+    assert by_language["router"]["train_rows"] == {"ary-Latn": 90, "en": 45, "fr": 45}
+    assert by_language["router"]["dev_accuracy"] > 0.9
+    assert set(by_language["latin_group_weights"]) == {"ary-Latn", "en", "fr"}
+    assert by_language["dev"]["mean"] >= report["ensemble"]["dev"]["mean"] - 1e-9
+    assert router_rows and all(rows <= train_texts for rows in router_rows)
+    assert scored and all(texts <= dev_texts for texts in scored)
+    if by_language["kept"]:
+        assert isinstance(model, EnsembleSentimentClassifier) and model.router is not None
+        assert model.latin_group_weights == by_language["latin_group_weights"]
+
+    off, off_report = fit_sentiment(
+        config.model_copy(update={"latin_weights_by_language": False}), data, log=lambda _: None
+    )
+    assert "by_language" not in off_report.get("ensemble", {})
+    assert getattr(off, "router", None) is None
 
 
 def test_embeddings_are_encoded_once_and_cached(frames, cache, encoder):
