@@ -2,7 +2,8 @@
 complaints takes to answer, how many complaints per second the in-process runner analyses, and
 peak RSS. The same batch runs under two serving configurations, so their ratio is same-run:
 `encoder=none` (TF-IDF heads only, no stored embeddings) is the baseline for the default
-`onnx-int8` (embeddings stored for discovery and tenant topics).
+`onnx-int8` (embeddings stored for discovery and tenant topics). The promoted heads read
+embeddings, so the baseline serves a copy of the registry with the TF-IDF versions promoted.
 
     python -m bench.bench_batch [--n 10000]
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from models.registry import DEFAULT_ROOT, Registry
 from models.seed import load_seed_rows
 from service.core.config import Settings
 from service.core.db import make_engine, make_session_factory, session_scope
@@ -39,9 +42,24 @@ def database_with_key(settings: Settings) -> tuple[Engine, str]:
     return engine, key
 
 
+def text_only_registry(workdir: Path) -> Path:
+    """A copy of the shipped registry whose promoted heads read text only (the newest TF-IDF
+    version of each task), for the `encoder=none` baseline."""
+    root = workdir / "text-only-models"
+    shutil.copytree(DEFAULT_ROOT, root)
+    registry = Registry(root)
+    for task in ("sentiment", "topics"):
+        text_only = sorted(m.version for m in registry.versions(task) if m.kind.startswith("tfidf"))
+        if not text_only:
+            raise SystemExit(f"no TF-IDF {task} version in {DEFAULT_ROOT} for the baseline")
+        registry.promote(task, text_only[-1], force=True)
+    return root
+
+
 def run(encoder: str, n: int, workdir: Path) -> dict[str, float]:
     url = f"sqlite:///{workdir / f'bench-{encoder}.db'}"
-    settings = Settings(database_url=url, encoder=encoder, environment="test")
+    model_dir = text_only_registry(workdir) if encoder == "none" else None
+    settings = Settings(database_url=url, encoder=encoder, environment="test", model_dir=model_dir)
     engine, key = database_with_key(settings)
     rows = load_seed_rows(split=None)
     body = {
