@@ -560,8 +560,9 @@ def choose_ensemble_weights(
             if mean > best[0]:
                 best = (mean, arabic_weight, latin_weight)
     _, arabic_weight, latin_weight = best
-    weight = np.where(latin, latin_weight, arabic_weight)[:, None]
-    pooled = weight * log_embedding + (1.0 - weight) * log_text
+    pooled = EnsembleSentimentClassifier.pool(
+        log_embedding, log_text, np.where(latin, latin_weight, arabic_weight)
+    )
     temperature = fit_temperature(pooled, _label_index(labels, dev["label"].tolist()))
     return arabic_weight, latin_weight, temperature, scores
 
@@ -593,10 +594,12 @@ def choose_group_weights(
     names = np.asarray(labels, dtype=object)
     dev = dev.reset_index(drop=True)
 
+    def pooled(weights: dict[str, float]) -> FloatArray:
+        per_row = [weights[g] for g in row_groups]
+        return EnsembleSentimentClassifier.pool(log_embedding, log_text, per_row)
+
     def score(weights: dict[str, float]) -> float:
-        w = np.asarray([weights[g] for g in row_groups], dtype=np.float64)[:, None]
-        pooled = w * log_embedding + (1.0 - w) * log_text
-        return per_corpus_macro_f1(dev, names[pooled.argmax(axis=1)])["mean"]
+        return per_corpus_macro_f1(dev, names[pooled(weights).argmax(axis=1)])["mean"]
 
     weights = dict(start)
     best = score(weights)
@@ -619,9 +622,7 @@ def choose_group_weights(
                     "chosen": weights[group],
                 }
             )
-    w = np.asarray([weights[g] for g in row_groups], dtype=np.float64)[:, None]
-    pooled = w * log_embedding + (1.0 - w) * log_text
-    temperature = fit_temperature(pooled, _label_index(labels, dev["label"].tolist()))
+    temperature = fit_temperature(pooled(weights), _label_index(labels, dev["label"].tolist()))
     return weights, temperature, trace
 
 

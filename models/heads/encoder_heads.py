@@ -571,6 +571,12 @@ class EnsembleSentimentClassifier:
         return np.asarray([weights[g] for g in self.route(texts)], dtype=np.float64)
 
     @staticmethod
+    def pool(log_embedding: FloatArray, log_text: FloatArray, weight: npt.ArrayLike) -> FloatArray:
+        """Pooled logits ``w·log p_embedding + (1 − w)·log p_text``, ``w`` one per row."""
+        w = np.asarray(weight, dtype=np.float64)[:, None]
+        return np.asarray(w * log_embedding + (1.0 - w) * log_text)
+
+    @staticmethod
     def combine(
         log_embedding: FloatArray,
         log_text: FloatArray,
@@ -580,15 +586,14 @@ class EnsembleSentimentClassifier:
         temperature: float,
     ) -> FloatArray:
         """Pooled probabilities; ``latin_weight`` is one weight or one per row (per group)."""
-        weight = np.where(latin, latin_weight, arabic_weight)[:, None]
-        pooled = weight * log_embedding + (1.0 - weight) * log_text
+        weight = np.where(latin, latin_weight, arabic_weight)
+        pooled = EnsembleSentimentClassifier.pool(log_embedding, log_text, weight)
         return np.asarray(softmax(pooled / temperature, axis=1))
 
     def predict_proba(self, inputs: EmbeddingsAndTexts) -> FloatArray:
         """Calibrated probabilities from ``(embeddings, texts)``, columns in ``labels_`` order."""
         log_embedding, log_text = self.member_log_proba(inputs)
-        weight = self.text_weights(list(inputs[1]))[:, None]
-        pooled = weight * log_embedding + (1.0 - weight) * log_text
+        pooled = self.pool(log_embedding, log_text, self.text_weights(list(inputs[1])))
         return np.asarray(softmax(pooled / self.temperature, axis=1))
 
     def predict(self, inputs: EmbeddingsAndTexts) -> npt.NDArray[np.object_]:
