@@ -7,8 +7,10 @@ French vs English vs Arabizi (Latin script), where char n-grams of 1-4 do well.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ _HANDLE = re.compile(r"@\w+")
 SCRIPTS: tuple[str, ...] = ("Arab", "Latn", "Tfng", "Zyyy")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # bounded: any text can bring new characters
 def char_script(char: str) -> str | None:
     """ISO 15924 script of one letter, ``Zyyy`` for letters of other scripts, None if no letter."""
     if not char.isalpha():
@@ -64,12 +67,9 @@ def strip_noise(text: str) -> str:
 
 def script_counts(text: str) -> dict[str, int]:
     """Letters per script, URLs and handles excluded."""
-    counts: dict[str, int] = {}
-    for char in strip_noise(text):
-        script = char_script(char)
-        if script is not None:
-            counts[script] = counts.get(script, 0) + 1
-    return counts
+    # char_script is cached: a text costs a dict lookup per character
+    counts = Counter(map(char_script, strip_noise(text)))
+    return {script: n for script, n in counts.items() if script is not None}
 
 
 def dominant_script(text: str) -> str:

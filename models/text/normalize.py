@@ -75,6 +75,8 @@ _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _HANDLE = re.compile(r"(?<![\w.@])@\w+(?:[.@]\w+)*")
 _ELONGATION = re.compile(r"([^\d\s])\1{2,}")
 _SPACES = re.compile(r"\s+")
+# `\d` on str patterns is Unicode category Nd, the characters `str.isdecimal` accepts
+_NON_ASCII_DIGIT = re.compile(r"(?![0-9])\d")
 
 
 def _is_emoji_context(char: str) -> bool:
@@ -84,6 +86,8 @@ def _is_emoji_context(char: str) -> bool:
 
 def _clean_chars(text: str) -> str:
     """Drop surrogates and format characters, turn control characters into spaces."""
+    if text.isprintable():  # no Cc, Cf or Cs character: the usual case, checked in C
+        return text
     out: list[str] = []
     for char in text:
         category = unicodedata.category(char)
@@ -105,9 +109,7 @@ def _clean_chars(text: str) -> str:
 
 def _ascii_digits(text: str) -> str:
     """Map every Unicode decimal digit (Eastern Arabic, Persian, ...) to its ASCII digit."""
-    return "".join(
-        str(unicodedata.decimal(c)) if not c.isascii() and c.isdecimal() else c for c in text
-    )
+    return _NON_ASCII_DIGIT.sub(lambda m: str(unicodedata.decimal(m.group())), text)
 
 
 def strip_bidi_controls(text: str) -> str:
@@ -143,4 +145,7 @@ def model_input(text: str) -> str:
     """What every model sees: normalised text without redaction/URL/handle placeholders.
 
     Idempotent, so training (raw corpus text) and serving (redacted text) agree."""
-    return normalize(_PLACEHOLDER.sub(" ", normalize(text))).strip()
+    normalized = normalize(text)
+    stripped = _PLACEHOLDER.sub(" ", normalized)
+    # `normalize` is idempotent: only text that lost a placeholder needs a second pass
+    return normalized if stripped == normalized else normalize(stripped).strip()

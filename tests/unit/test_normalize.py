@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.text.normalize import normalize
+from models.text.normalize import model_input, normalize
 
 
 @pytest.mark.parametrize(
@@ -127,3 +127,12 @@ def test_output_has_no_invisible_or_bidi_characters(text: str) -> None:
     assert not forbidden & set(out)
     assert not any(0xD800 <= ord(c) <= 0xDFFF for c in out)
     assert out == out.strip() and "  " not in out
+
+
+def test_model_input_drops_redaction_placeholders_and_keeps_clean_text() -> None:
+    assert (
+        model_input("appelez le [PHONE] ou écrivez à [EMAIL] svp") == "appelez le ou écrivez à svp"
+    )
+    assert model_input("voir https://x.ma @ali") == "voir"
+    clean = "الموقع ديال الضريبة ما خدامش 3 ايام"
+    assert model_input(clean) == normalize(clean) == clean
