@@ -11,6 +11,7 @@ from models.heads.tfidf import (
     TfidfSentimentClassifier,
     TfidfTopicClassifier,
     best_thresholds,
+    normalize_all,
 )
 from models.registry import MODEL_KINDS, Registry
 
@@ -206,6 +207,17 @@ def test_topics_predict_an_indicator_matrix(topic_model: TfidfTopicClassifier) -
     assert ((proba >= 0) & (proba <= 1)).all()
     np.testing.assert_array_equal(predicted, (proba >= topic_model.thresholds_).astype(int))
     assert topic_model.thresholds_.shape == (3,)
+
+
+def test_topic_scores_equal_sklearns_one_vs_rest_for_one_text_and_many(
+    topic_model: TfidfTopicClassifier,
+) -> None:
+    """The served shortcut (one stacked product, no per-topic sklearn call) changes no score."""
+    texts = ["attente de six mois", "le portail plante", "charged twice", "tsnnit bzaf"]
+    for batch in (texts[:1], texts):
+        matrix = topic_model.features_.transform(normalize_all(batch))
+        expected = topic_model.classifier_.predict_proba(matrix)
+        np.testing.assert_array_equal(topic_model.predict_proba(batch), expected)
 
 
 def test_topics_find_the_obvious_topic(topic_model: TfidfTopicClassifier) -> None:
