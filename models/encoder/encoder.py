@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 
 DEFAULT_PREFIX = "query: "
 DEFAULT_MAX_LENGTH = 256
+# Padded tokens per encoder call. Complaints are short (~30 tokens) but a few run to the
+# 256-token cap; with a fixed count per batch one long text pads 31 short ones to its length.
+# Measured on 512 mixed held-out texts (python -m bench.bench_length_batches): 512 tokens
+# gave +25% texts/s and half the latency of a 32-text request compared with 32 texts a batch.
+DEFAULT_MAX_BATCH_TOKENS = 512
 
 
 def available_cores() -> int:
@@ -97,8 +102,16 @@ class BaseEncoder:
         """Token ids fed to the model for `text` (prefix and specials included, truncated)."""
         return list(self.tokenizer_.encode(self.prepare(text)).ids)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32) -> npt.NDArray[np.float32]:
-        """Embed `texts` into an (n, dim) float32 array of unit vectors, in input order."""
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    ) -> npt.NDArray[np.float32]:
+        """Embed `texts` into an (n, dim) float32 array of unit vectors, in input order.
+
+        Texts are sorted by length and batched up to `batch_size` texts and `max_batch_tokens`
+        padded tokens (a text longer than that goes alone)."""
         if isinstance(texts, str):
             raise TypeError("encode() takes a sequence of texts; wrap a single text in a list")
         if batch_size < 1:
@@ -109,8 +122,8 @@ class BaseEncoder:
         encodings = self.tokenizer_.encode_batch([self.prepare(t) for t in texts])
         ids = [e.ids for e in encodings]
         order = np.argsort([len(x) for x in ids], kind="stable")
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        for batch in length_batches([len(ids[i]) for i in order], batch_size, max_batch_tokens):
+            rows = order[batch]
             width = max(len(ids[i]) for i in rows)
             input_ids = np.full((len(rows), width), self.pad_id_, dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -159,6 +172,26 @@ class Encoder(BaseEncoder):
             hidden = self.model_(input_ids=ids, attention_mask=mask).last_hidden_state
             pooled = mean_pool(hidden, mask)
             return torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
+
+
+def length_batches(
+    sorted_lengths: Sequence[int], batch_size: int, max_batch_tokens: int
+) -> list[slice]:
+    """Consecutive slices of length-sorted texts, each at most `batch_size` texts and
+    `max_batch_tokens` padded tokens (its last, longest text sets the padding); never empty."""
+    batches: list[slice] = []
+    start = 0
+    while start < len(sorted_lengths):
+        end = start + 1
+        while (
+            end < len(sorted_lengths)
+            and end - start < batch_size
+            and (end - start + 1) * sorted_lengths[end] <= max_batch_tokens
+        ):
+            end += 1
+        batches.append(slice(start, end))
+        start = end
+    return batches
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

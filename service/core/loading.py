@@ -23,7 +23,7 @@ class ServedEncoder:
         self.backend = backend
         self.version = version
 
-    def encode(self, texts: Any, batch_size: int = 32) -> Any:
+    def encode(self, texts: Any, batch_size: int = 64) -> Any:
         return self.backend.encode(texts, batch_size=batch_size)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from models.encoder import build, q4bin, spm
+from models.encoder.encoder import length_batches
 from models.text.transliterate import tifinagh_to_latin
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -277,3 +278,15 @@ def test_onnx_export_is_reused(onnx_exported) -> None:
     before = path.stat().st_mtime_ns
     export_onnx(onnx_exported, show_progress=False)
     assert path.stat().st_mtime_ns == before
+
+
+def test_length_batches_cap_texts_and_padded_tokens() -> None:
+    lengths = [10, 10, 12, 20, 30, 100, 200, 300]
+    batches = length_batches(lengths, batch_size=3, max_batch_tokens=64)
+    assert [(b.start, b.stop) for b in batches] == [(0, 3), (3, 5), (5, 6), (6, 7), (7, 8)]
+    covered = [i for b in batches for i in range(b.start, b.stop)]
+    assert covered == list(range(len(lengths)))  # every text once, in order, none dropped
+    for b in batches:  # within both caps, except a text longer than the budget, alone
+        assert b.stop - b.start <= 3
+        assert (b.stop - b.start) * lengths[b.stop - 1] <= 64 or b.stop - b.start == 1
+    assert length_batches([], batch_size=3, max_batch_tokens=64) == []
