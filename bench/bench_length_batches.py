@@ -6,7 +6,8 @@ Same process, same ONNX int8 encoder (the one the promoted heads name), same tex
 test texts of every corpus and the seed set, as `bench_serving` samples them). The baseline is
 32 texts a batch with no token budget (what `encode` did before the budget); each candidate is
 reported as a ratio against it: throughput in chunks of 256 texts, and p50/p95 latency of 20
-requests of 32 random texts. Rounds alternate the configurations, so drift hits all alike.
+requests of 32 random texts (`bench_serving.latency_by_size`). Rounds alternate the
+configurations, so drift hits all alike.
 """
 
 from __future__ import annotations
@@ -28,22 +29,21 @@ BASELINE = "32 texts, no token budget"
 UNBOUNDED = 10**9
 
 
-def measure(encoder: Any, texts: list[str], requests: list[list[str]], **batching: int) -> dict:
-    encoder.encode(texts[:64], **batching)  # warm-up
+def measure(encoder: Any, texts: list[str], **batching: int) -> dict[str, float]:
+    """Throughput in chunks of 256 texts, then `bench_serving`'s latency loop (same seeded
+    requests for every configuration)."""
+    from bench.bench_serving import latency_by_size
+
+    def encode(batch: list[str]) -> object:
+        return encoder.encode(batch, **batching)
+
+    encode(texts[:64])  # warm-up
     started = time.perf_counter()
     for start in range(0, len(texts), 256):
-        encoder.encode(texts[start : start + 256], **batching)
+        encode(texts[start : start + 256])
     throughput = len(texts) / (time.perf_counter() - started)
-    latencies = []
-    for request in requests:
-        started = time.perf_counter()
-        encoder.encode(request, **batching)
-        latencies.append((time.perf_counter() - started) * 1000)
-    return {
-        "texts_per_s": throughput,
-        "p50_ms": float(np.percentile(latencies, 50)),
-        "p95_ms": float(np.percentile(latencies, 95)),
-    }
+    latency = latency_by_size(encode, texts, reps=20, budget_s=120.0)["32_texts"]
+    return {"texts_per_s": throughput, "p50_ms": latency["p50_ms"], "p95_ms": latency["p95_ms"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,8 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     adapter = meta.extra.get("training_config", {}).get("encoder_adapter")
     encoder = OnnxEncoder(tuned.encoder_dir(adapter), variant="int8")
     texts = prepare_texts(sample_texts(args.texts))
-    rng = np.random.default_rng(0)
-    requests = [[texts[i] for i in rng.choice(len(texts), 32, replace=False)] for _ in range(20)]
     configs: dict[str, dict[str, int]] = {
         BASELINE: {"batch_size": 32, "max_batch_tokens": UNBOUNDED},
         **{
@@ -75,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
     for round_ in range(args.rounds):
         for name, batching in configs.items():
-            runs[name].append(measure(encoder, texts, requests, **batching))
+            runs[name].append(measure(encoder, texts, **batching))
             print(f"round {round_ + 1} {name}: {runs[name][-1]}", file=sys.stderr, flush=True)
     base = {k: float(np.median([r[k] for r in runs[BASELINE]])) for k in runs[BASELINE][0]}
     report: dict[str, Any] = {"texts": len(texts), "rounds": args.rounds, "configs": {}}

@@ -9,6 +9,7 @@ from typing import Any
 
 from models.encoder import build as encoder_build
 from models.encoder import tuned
+from models.encoder.encoder import DEFAULT_BATCH_SIZE
 from models.pipeline import AnalysisPipeline
 from models.registry import ArtifactError, Registry
 from service.core.config import EncoderBackend, Settings
@@ -23,7 +24,7 @@ class ServedEncoder:
         self.backend = backend
         self.version = version
 
-    def encode(self, texts: Any, batch_size: int = 64) -> Any:
+    def encode(self, texts: Any, batch_size: int = DEFAULT_BATCH_SIZE) -> Any:
         return self.backend.encode(texts, batch_size=batch_size)
 
 
