@@ -230,8 +230,11 @@ def targets_report(
     return report
 
 
-def evaluate_topics(model: Any, data: EvaluationData) -> dict[str, Any]:
-    """Seed-set test split: macro-F1 overall, per topic and per language variety."""
+def predict_seed_test_topics(
+    model: Any, data: EvaluationData
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The seed set's test rows, the model's topic indicator for them (columns in
+    ``model.labels_`` order) and the thresholds that made it."""
     seed = data.seed
     if not len(seed):
         raise ValueError("no datasets/seed_topics/*.jsonl: nothing to evaluate topics on")
@@ -240,7 +243,13 @@ def evaluate_topics(model: Any, data: EvaluationData) -> dict[str, Any]:
     scores_all = data.proba(model, "seed_topics-all", seed["text"].tolist())
     scores = scores_all[seed.index.get_indexer(test.index)]
     thresholds = np.asarray(getattr(model, "thresholds_", np.full(len(labels), 0.5)), dtype=float)
-    predicted = (scores >= thresholds).astype(np.int8)
+    return test, (scores >= thresholds).astype(np.int8), thresholds
+
+
+def evaluate_topics(model: Any, data: EvaluationData) -> dict[str, Any]:
+    """Seed-set test split: macro-F1 overall, per topic and per language variety."""
+    labels = list(model.labels_)
+    test, predicted, thresholds = predict_seed_test_topics(model, data)
     truth = indicator(test["topics"], labels)
     overall = topic_scores(truth, predicted, labels)
     per_language = {}
