@@ -137,6 +137,19 @@ def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         raise
 
 
+def encoder_of(meta: ArtifactMeta) -> tuple[bool, str | None]:
+    """(whether the heads read encoder embeddings, the adapter merged into that encoder).
+
+    Heads trained by ``training.fit`` record their ``training_config``, which names
+    ``encoder_adapter`` (absent or None: the base encoder); text-only heads record none.
+    """
+    config = meta.extra.get("training_config")
+    if not isinstance(config, dict):
+        return False, None
+    adapter = config.get("encoder_adapter")
+    return True, str(adapter) if adapter else None
+
+
 class Registry:
     """Reads, writes, promotes and rolls back versioned artifacts under one root directory."""
 
@@ -268,6 +281,8 @@ class Registry:
         if current_version and current_version != version and not force:
             current = self.load_meta(task, current_version)
             self._check_not_worse(candidate, current)
+        if not force:
+            self._check_same_encoder(candidate)
         index = self._index(task)
         history = [v for v in index.get("history", []) if v != version]
         history.append(version)
@@ -327,6 +342,25 @@ class Registry:
                     f"{meta.task}/{meta.version} was trained with {name} {trained_with}, "
                     f"running {running}: predictions may differ",
                     stacklevel=3,
+                )
+
+    def _check_same_encoder(self, candidate: ArtifactMeta) -> None:
+        """One encoder pass feeds every head, so heads fit on different encoders cannot be
+        served together: the API would refuse to start. Refused here, before it is served."""
+        bound, adapter = encoder_of(candidate)
+        if not bound:
+            return
+        for task in self.tasks():
+            version = self.promoted_version(task)
+            if task == candidate.task or version is None:
+                continue
+            other = self.load_meta(task, version)
+            other_bound, other_adapter = encoder_of(other)
+            if other_bound and other_adapter != adapter:
+                raise PromotionRefused(
+                    f"{candidate.version} was fit on {adapter or 'the base encoder'} but the "
+                    f"promoted {task}/{version} on {other_adapter or 'the base encoder'}; train "
+                    "it on the same encoder (`encoder_adapter`) or pass force=True (--force)"
                 )
 
     @staticmethod

@@ -365,6 +365,23 @@ def train_sentiment(args: argparse.Namespace) -> dict[str, Any]:
 # -- topics ------------------------------------------------------------------------------------
 
 
+def macro_f1_interval(
+    truth: np.ndarray, predicted: np.ndarray, *, resamples: int = 1000, seed: int = 0
+) -> list[float]:
+    """95% percentile-bootstrap interval of multi-label macro-F1, resampling rows: with eighty
+    test lines a variety, what looks like a gain is often inside it."""
+    n = truth.shape[0]
+    if n == 0:
+        return [0.0, 0.0]
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples)
+    t, p = truth.astype(np.float64), predicted.astype(np.float64)
+    tp, fp, fn = counts @ (t * p), counts @ ((1 - t) * p), counts @ (t * (1 - p))
+    denominator = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    low, high = np.quantile(f1.mean(axis=1), [0.025, 0.975])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
 def topic_scores(truth: np.ndarray, predicted: np.ndarray, labels: list[str]) -> dict[str, Any]:
     precision, recall, f1, support = precision_recall_fscore_support(
         truth, predicted, average=None, zero_division=0.0
@@ -372,6 +389,7 @@ def topic_scores(truth: np.ndarray, predicted: np.ndarray, labels: list[str]) ->
     return {
         "n": int(truth.shape[0]),
         "macro_f1": round(float(f1_score(truth, predicted, average="macro", zero_division=0.0)), 4),
+        "macro_f1_ci95": macro_f1_interval(truth, predicted),
         "micro_f1": round(float(f1_score(truth, predicted, average="micro", zero_division=0.0)), 4),
         "exact_match": round(float((truth == predicted).all(axis=1).mean()), 4),
         "per_topic": {

@@ -16,7 +16,13 @@ from typing import Annotated, Any
 
 import typer
 
-from models.registry import ArtifactError, ArtifactMeta, PromotionRefused, Registry
+from models.registry import (
+    ArtifactError,
+    ArtifactMeta,
+    PromotionRefused,
+    Registry,
+    encoder_of,
+)
 from training import reports
 from training.config import SentimentConfig, TopicsConfig, TrainConfig, load_config
 from training.evaluate import SENTIMENT_PRIMARY, TOPICS_PRIMARY, EvaluationData, evaluate
@@ -67,12 +73,12 @@ def evaluation_of(
     registry: Registry, task: str, version: str, data: EvaluationData
 ) -> dict[str, Any]:
     """A version's stored evaluation if computed by this code version, else a fresh one."""
-    from training.evaluate import EVALUATION_VERSION
+    from training.evaluate import EVALUATION_VERSIONS
 
     stored = registry.path(task, version) / reports.EVALUATION_JSON
     if stored.is_file():
         payload: dict[str, Any] = json.loads(stored.read_text(encoding="utf-8"))
-        if payload.get("evaluation_version") == EVALUATION_VERSION:
+        if payload.get("evaluation_version") == EVALUATION_VERSIONS[task]:
             payload.pop("compared_with", None)
             return payload
     model, _ = registry.load(task, version)
@@ -216,7 +222,13 @@ def train_task(
 ) -> tuple[Any, dict[str, Any], ArtifactMeta | None]:
     """Fit, evaluate on test, publish (and promote unless worse); returns model, metrics, meta."""
     from training.corpora import provenance
-    from training.fit import fit_sentiment, fit_topics, load_sentiment_data, load_topics_data
+    from training.fit import (
+        fit_sentiment,
+        fit_topics,
+        load_sentiment_data,
+        load_topic_negatives,
+        load_topics_data,
+    )
 
     started = time.perf_counter()
     corrections = _corrections(task, config, data, database_url)
@@ -244,12 +256,19 @@ def train_task(
                 }
             )
     else:
-        topics_data = load_topics_data(config, data.cache, seed=data.seed, corrections=corrections)
+        negatives = load_topic_negatives(config, data.data_dir)
+        topics_data = load_topics_data(
+            config, data.cache, seed=data.seed, corrections=corrections, negatives=negatives
+        )
         model, report = fit_topics(config, topics_data, log=_say)
         frame = topics_data.train.frame
         training_data = [
             provenance("seed_topics", ["train"], int(frame["source"].str.startswith("seed").sum()))
         ]
+        training_data.extend(
+            {**provenance(str(name), ["train"], int(rows)), "role": "off-domain rows, no topic"}
+            for name, rows in negatives["source"].value_counts().sort_index().items()
+        )
     if report.get("corrections"):
         training_data.append(
             {
@@ -335,13 +354,26 @@ DatabaseUrl = Annotated[
 ]
 
 
-def _config(task: str, config_file: Path | None, seed: int | None, corrections: bool) -> Any:
-    base: TrainConfig = (
-        load_config(config_file, task)
-        if config_file is not None
-        else (SentimentConfig() if task == "sentiment" else TopicsConfig())
-    )
+def served_adapter(registry: Registry) -> str | None:
+    """The adapter the promoted encoder-reading heads were fit on: a retrain without a config
+    file uses it, so the new heads can be served beside the others (one encoder pass)."""
+    for task in registry.tasks():
+        if registry.promoted_version(task) is not None:
+            bound, adapter = encoder_of(registry.load_meta(task))
+            if bound:
+                return adapter
+    return None
+
+
+def _config(
+    task: str, config_file: Path | None, seed: int | None, corrections: bool, registry: Registry
+) -> Any:
     updates: dict[str, Any] = {}
+    if config_file is not None:
+        base: TrainConfig = load_config(config_file, task)
+    else:
+        base = SentimentConfig() if task == "sentiment" else TopicsConfig()
+        updates["encoder_adapter"] = served_adapter(registry)
     if seed is not None:
         updates["seed"] = seed
     if corrections:
@@ -364,7 +396,7 @@ def _run_training(
     from training.fit import EmbeddingCache
 
     _load_model_kinds()
-    config = _config(task, config_file, seed, with_corrections)
+    config = _config(task, config_file, seed, with_corrections, Registry(registry))
     data = EvaluationData(
         EmbeddingCache(variant=config.encoder_variant, adapter=config.encoder_adapter), data_dir
     )
@@ -383,6 +415,7 @@ def _run_training(
             {
                 PRIMARY[task]: metrics[PRIMARY[task]],
                 "targets": metrics["targets"],
+                **({"off_domain": metrics["off_domain"]} if "off_domain" in metrics else {}),
                 "version": meta.version if meta else None,
             },
             indent=2,

@@ -795,6 +795,37 @@ class TopicsData:
     train: Split
     labels: list[str]
     corrections: int = 0
+    negatives: int = 0
+
+
+def load_topic_negatives(config: TopicsConfig, data_dir: Path | None = None) -> pd.DataFrame:
+    """Off-domain rows with no topic: ``negatives_per_corpus`` tweets drawn (seeded) from the
+    train split of each of ``negative_corpora``, which are general Moroccan tweets, not
+    complaints. Their test splits stay out: they measure off-domain tagging at evaluation."""
+    from training.corpora import load_corpus
+
+    if config.negatives_per_corpus == 0:
+        return pd.DataFrame(columns=["text", "language", "script", "topics", "split", "source"])
+    frames = []
+    for name in config.negative_corpora:
+        if not CORPORA[name].trainable:
+            raise ValueError(f"{name} may not train the shipped model (its licence)")
+        train = load_corpus(name, data_dir).query("split == 'train'")
+        train = train[train["text"].str.strip().astype(bool)].drop_duplicates("text")
+        take = min(config.negatives_per_corpus, len(train))
+        drawn = train.sample(n=take, random_state=config.seed)
+        frames.append(drawn[["text", "language", "script", "split", "source"]])
+    negatives = pd.concat(frames, ignore_index=True)
+    negatives["topics"] = [[] for _ in range(len(negatives))]
+    negatives["negative"] = True
+    return negatives
+
+
+def negative_rows(frame: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """Rows added as off-domain negatives (scored for tagging rate, not for topic F1)."""
+    if "negative" not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    return frame["negative"].eq(True).to_numpy()
 
 
 def load_topics_data(
@@ -803,8 +834,10 @@ def load_topics_data(
     *,
     seed: pd.DataFrame | None = None,
     corrections: pd.DataFrame | None = None,
+    negatives: pd.DataFrame | None = None,
 ) -> TopicsData:
-    """The seed set's train split (+ corrections), embedded; the test split is never loaded."""
+    """The seed set's train split (+ corrections, + off-domain negatives), embedded; the test
+    split is never loaded."""
     from training.baseline import TAXONOMY
     from training.corpora import load_seed_topics
 
@@ -822,7 +855,11 @@ def load_topics_data(
     if corrections is not None and len(corrections):
         n_corrections = len(corrections)
         train = Split.concat([train, embed_frame(cache, "corrections-topics-train", corrections)])
-    return TopicsData(train, list(TAXONOMY), n_corrections)
+    n_negatives = 0
+    if negatives is not None and len(negatives):
+        n_negatives = len(negatives)
+        train = Split.concat([train, embed_frame(cache, "topic-negatives-train", negatives)])
+    return TopicsData(train, list(TAXONOMY), n_corrections, n_negatives)
 
 
 def topic_augmentations(train: Split, seed: int) -> list[tuple[int, str]]:
@@ -932,6 +969,14 @@ def fit_topics(
     labels = data.labels
     y = topic_indicator(data.train.frame["topics"].tolist(), labels)
     x = data.train.embeddings
+    # negatives are fit on, but F1 and thresholds come from the complaints: off-domain rows are
+    # far more common among them than in a complaint stream, and would push every cut up
+    negative = negative_rows(data.train.frame)
+    scored = ~negative
+
+    def cv_score(scores: FloatArray) -> tuple[float, FloatArray]:
+        return _oof_macro_f1(y[scored], scores[scored])
+
     groups = None
     if config.cv_groups == "pairs" and "language" in data.train.frame:
         languages = data.train.frame["language"].astype(str).tolist()
@@ -942,10 +987,10 @@ def fit_topics(
     for c in config.C_grid:
         head = EmbeddingTopicClassifier(C=c, cv=config.cv, random_state=config.seed)
         oof[c] = head.out_of_fold_scores(x, y, groups=groups)
-        by_c[str(c)] = round(_oof_macro_f1(y, oof[c])[0], 4)
+        by_c[str(c)] = round(cv_score(oof[c])[0], 4)
         log(f"embedding topics C={c}: cv macro-F1 {by_c[str(c)]:.4f}")
     best_c = max(config.C_grid, key=lambda c: by_c[str(c)])
-    cv_head, thresholds = _oof_macro_f1(y, oof[best_c])
+    cv_head, thresholds = cv_score(oof[best_c])
     thresholds = shrink_thresholds(thresholds, config.threshold_shrinkage)
     head = EmbeddingTopicClassifier(C=best_c, cv=config.cv, random_state=config.seed).fit(
         x, data.train.frame["topics"].tolist(), labels=labels, thresholds=thresholds
@@ -965,14 +1010,14 @@ def fit_topics(
         for c in config.tfidf_C_grid:
             probe = TfidfTopicClassifier(C=c, cv=config.cv, random_state=config.seed)
             text_oof[c] = probe._out_of_fold_scores(texts, y, augment=augment, groups=groups)
-            text_by_c[str(c)] = round(_oof_macro_f1(y, text_oof[c])[0], 4)
+            text_by_c[str(c)] = round(cv_score(text_oof[c])[0], 4)
             log(f"tfidf topics C={c}: cv macro-F1 {text_by_c[str(c)]:.4f}")
         text_c = max(config.tfidf_C_grid, key=lambda c: text_by_c[str(c)])
         by_weight: dict[str, float] = {}
         best_weight, best_score, best_thresholds_ = 1.0, -1.0, thresholds
         for weight in config.weight_grid:
             pooled = weight * oof[best_c] + (1.0 - weight) * text_oof[text_c]
-            score, pooled_thresholds = _oof_macro_f1(y, pooled)
+            score, pooled_thresholds = cv_score(pooled)
             by_weight[str(weight)] = round(score, 4)
             if score > best_score:
                 best_weight, best_score, best_thresholds_ = weight, score, pooled_thresholds
@@ -1010,8 +1055,18 @@ def fit_topics(
     )
     report["threshold_shrinkage"] = config.threshold_shrinkage
     report["cv_breakdown"] = topic_cv_breakdown(
-        y, chosen_scores, chosen_thresholds, languages, labels
+        y[scored],
+        chosen_scores[scored],
+        chosen_thresholds,
+        [lang for lang, keep in zip(languages, scored, strict=True) if keep],
+        labels,
     )
+    if negative.any():
+        tagged = (chosen_scores[negative] >= np.asarray(chosen_thresholds)).any(axis=1)
+        report["negatives"] = {
+            "rows": int(negative.sum()),
+            "cv_tagged": round(float(tagged.mean()), 4),
+        }
     report["cv_macro_f1"] = round(
         max(
             cv_head,

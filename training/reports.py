@@ -171,7 +171,35 @@ def side_by_side(
                 for n in names
             ]
             rows.append([f"topic {topic}", "f1", _fmt(scores["f1"]), *values])
+        rows.append(
+            [
+                "off-domain tweets",
+                "share tagged (lower is better)",
+                _fmt(evaluation.get("off_domain", {}).get("tagged")),
+                *(_fmt(present[n].get("off_domain", {}).get("tagged")) for n in names),
+            ]
+        )
     return table(rows, header)
+
+
+def _interval(scores: dict[str, Any]) -> str:
+    interval = scores.get("macro_f1_ci95")
+    return f"{interval[0]:.3f}–{interval[1]:.3f}" if interval else "—"
+
+
+def _off_domain(off_domain: dict[str, Any] | None) -> str:
+    if not off_domain or not off_domain.get("available"):
+        reason = (off_domain or {}).get("reason", "not measured")
+        return f"Off-domain tagging: not measured ({reason})."
+    rows = [[group, str(v["n"]), f"{v['tagged']:.1%}"] for group, v in off_domain["groups"].items()]
+    return "\n".join(
+        [
+            f"Off-domain tagging: {off_domain['tagged']:.1%} of {off_domain['n']} general tweets "
+            "(test splits, not complaints) get at least one topic; lower is better.",
+            "",
+            table(rows, ["tweets", "n", "tagged"]),
+        ]
+    )
 
 
 def evaluation_markdown(
@@ -211,17 +239,30 @@ def evaluation_markdown(
             for t, v in overall["per_topic"].items()
         ]
         per_language = [
-            [lang, str(v["n"]), _fmt(v["macro_f1"]), _fmt(v["micro_f1"]), _fmt(v["exact_match"])]
+            [
+                lang,
+                str(v["n"]),
+                _fmt(v["macro_f1"]),
+                _interval(v),
+                _fmt(v["micro_f1"]),
+                _fmt(v["exact_match"]),
+            ]
             for lang, v in evaluation["test"]["per_language"].items()
         ]
         lines += [
             f"Seed set `test` split ({overall['n']} texts): "
-            f"macro-F1 **{overall['macro_f1']:.3f}**, micro-F1 {overall['micro_f1']:.3f}, "
-            f"exact match {overall['exact_match']:.3f}.",
+            f"macro-F1 **{overall['macro_f1']:.3f}** "
+            f"(95% bootstrap interval {_interval(overall)}), "
+            f"micro-F1 {overall['micro_f1']:.3f}, exact match {overall['exact_match']:.3f}.",
             "",
             table(per_topic, ["topic", "precision", "recall", "F1", "support"]),
             "",
-            table(per_language, ["variety", "n", "macro-F1", "micro-F1", "exact match"]),
+            table(
+                per_language,
+                ["variety", "n", "macro-F1", "95% interval", "micro-F1", "exact match"],
+            ),
+            "",
+            _off_domain(evaluation.get("off_domain")),
         ]
     lines += ["", "### Targets", "", _targets(evaluation), ""]
     compared = ", ".join(

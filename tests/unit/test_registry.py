@@ -144,3 +144,34 @@ def test_failed_write_keeps_the_promoted_version(
     assert not registry.path("sentiment", "v2").exists()
     assert [p.name for p in (registry.root / "sentiment").iterdir() if p.name.startswith(".")] == []
     assert registry.load("sentiment")[0].predict(["x"]) == ["negative"]
+
+
+def publish_on_encoder(registry: Registry, task: str, version: str, adapter: str | None) -> None:
+    registry.publish(
+        fitted("negative"),
+        task=task,
+        version=version,
+        metrics={"macro_f1": 0.6},
+        primary_metric="macro_f1",
+        extra={"training_config": {"encoder_adapter": adapter}},
+        promote=True,
+    )
+
+
+def test_heads_fit_on_another_encoder_than_the_served_ones_are_not_promoted(
+    registry: Registry,
+) -> None:
+    publish_on_encoder(registry, "sentiment", "s1", "lora-a")
+    with pytest.raises(PromotionRefused, match="lora-a"):
+        publish_on_encoder(registry, "topics", "t1", None)
+    assert registry.promoted_version("topics") is None
+    publish_on_encoder(registry, "topics", "t2", "lora-a")
+    assert registry.promoted_version("topics") == "t2"
+    registry.promote("topics", "t1", force=True)
+    assert registry.promoted_version("topics") == "t1"
+
+
+def test_text_only_heads_promote_beside_any_encoder(registry: Registry) -> None:
+    publish_on_encoder(registry, "sentiment", "s1", "lora-a")
+    registry.publish(fitted("fees"), task="topics", version="tfidf", promote=True)
+    assert registry.promoted_version("topics") == "tfidf"

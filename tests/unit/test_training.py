@@ -25,7 +25,7 @@ from service.tenants.models import Role
 from service.tenants.service import create_key
 from training.baseline import TAXONOMY
 from training.config import SentimentConfig, TopicsConfig, load_config
-from training.corpora import load_seed_topics
+from training.corpora import data_dir, load_corpus, load_seed_topics
 from training.corrections import corrections_frame, load_corrections
 from training.evaluate import EvaluationData, evaluate_topics, head_inputs
 from training.fit import (
@@ -35,6 +35,7 @@ from training.fit import (
     fit_sentiment,
     fit_topics,
     load_sentiment_data,
+    load_topic_negatives,
     load_topics_data,
     pairing_groups,
     per_corpus_macro_f1,
@@ -401,6 +402,76 @@ def test_tiny_topics_run_trains_on_train_only_and_evaluates(seed, cache, tmp_pat
     assert evaluation["test"]["overall"]["n"] == int((seed["split"] == "test").sum())
 
 
+CHATTER = ["match dyal lbarca lyoum", "film jdid f cinema", "chta kat7 f lbhar", "l3id mabrouk"]
+
+
+def chatter(n: int, start: int = 0) -> pd.DataFrame:
+    """Off-domain rows shaped like ``load_topic_negatives``'s: tweets that name no service."""
+    texts = [f"{CHATTER[i % len(CHATTER)]} {i}" for i in range(start, start + n)]
+    return pd.DataFrame(
+        {"text": texts, "language": "ary-Latn", "topics": [[] for _ in texts], "negative": True}
+    )
+
+
+def test_negatives_are_fit_on_but_topic_f1_and_cuts_come_from_complaints(seed, cache, monkeypatch):
+    monkeypatch.setattr("training.baseline.TAXONOMY", ("delays", "fees", "praise"))
+    config = TopicsConfig(C_grid=[4.0], tfidf_C_grid=[4.0], cv=3, weight_grid=[0.0, 0.5, 1.0])
+    held_out = chatter(40, start=1000)
+    tagged = {}
+    for negatives in (None, chatter(60)):
+        data = load_topics_data(config, cache, seed=seed, negatives=negatives)
+        model, report = fit_topics(config, data, log=lambda _: None)
+        texts = prepare_texts(held_out["text"].tolist())
+        inputs = head_inputs(model, texts, cache.get("held-out-chatter", texts))
+        tagged[negatives is None] = float(np.asarray(model.predict(inputs)).any(axis=1).mean())
+        # the negatives' variety is not a variety of the seed set: never scored for F1
+        assert set(report["cv_breakdown"]["by_language"]) == {"ar", "fr"}
+    assert report["negatives"]["rows"] == 60
+    assert 0.0 <= report["negatives"]["cv_tagged"] <= 1.0
+    assert tagged[False] < tagged[True], tagged
+
+
+needs_corpora = pytest.mark.skipif(
+    not data_dir().is_dir(), reason=f"public corpora not found in {data_dir()} (set SAWT_DATA_DIR)"
+)
+
+
+@needs_corpora
+def test_topic_negatives_are_drawn_from_train_splits_and_carry_no_topic():
+    negatives = load_topic_negatives(TopicsConfig(negatives_per_corpus=7))
+    assert negatives["source"].value_counts().to_dict() == {"afrisenti_ary": 7, "mac": 7}
+    assert all(topics == [] for topics in negatives["topics"]) and negatives["negative"].all()
+    for name in ("afrisenti_ary", "mac"):
+        corpus = load_corpus(name)
+        held_out = set(corpus.loc[corpus["split"] != "train", "text"])
+        assert not held_out & set(negatives.loc[negatives["source"] == name, "text"])
+    assert load_topic_negatives(TopicsConfig(negatives_per_corpus=0)).empty
+
+
+@needs_corpora
+def test_topic_evaluation_reports_how_many_general_tweets_get_a_topic(seed, cache, monkeypatch):
+    monkeypatch.setattr("training.baseline.TAXONOMY", ("delays", "fees", "praise"))
+    config = TopicsConfig(C_grid=[4.0], tfidf_C_grid=[4.0], cv=3, weight_grid=[0.0, 0.5, 1.0])
+    model, _ = fit_topics(config, load_topics_data(config, cache, seed=seed), log=lambda _: None)
+    off_domain = evaluate_topics(model, EvaluationData(cache, _seed=seed))["off_domain"]
+    assert off_domain["available"]
+    groups = off_domain["groups"]
+    assert {"afrisenti_ary/ary", "afrisenti_ary/ary-Latn", "mac/ar", "mac/ary"} <= set(groups)
+    assert off_domain["n"] == groups["afrisenti_ary"]["n"] + groups["mac"]["n"]
+    assert 0.0 <= off_domain["tagged"] <= 1.0
+
+
+def test_topic_evaluation_says_why_off_domain_tagging_was_not_measured(
+    seed, cache, monkeypatch, tmp_path
+):
+    monkeypatch.setattr("training.baseline.TAXONOMY", ("delays", "fees", "praise"))
+    config = TopicsConfig(C_grid=[4.0], tfidf_C_grid=[4.0], cv=3, weight_grid=[0.0, 0.5, 1.0])
+    model, _ = fit_topics(config, load_topics_data(config, cache, seed=seed), log=lambda _: None)
+    data = EvaluationData(cache, data_dir=tmp_path / "no-corpora", _seed=seed)
+    off_domain = evaluate_topics(model, data)["off_domain"]
+    assert off_domain["available"] is False and "SAWT_DATA_DIR" in off_domain["reason"]
+
+
 def test_topic_cv_breakdown_scores_each_variety_on_its_own_rows():
     labels = ["delays", "fees"]
     y = np.array([[1, 0], [0, 1], [1, 0], [0, 1]], dtype=np.int8)
@@ -492,3 +563,35 @@ def test_pairing_groups_join_cross_language_retellings_only():
     assert groups[2] != groups[3]  # same-language look-alikes are separate lines
     assert len({groups[0], groups[2], groups[3], groups[4]}) == 4
     assert len(set(pairing_groups(embeddings, languages, threshold=1.0).tolist())) == 5
+
+
+def test_retraining_without_a_config_uses_the_encoder_of_the_promoted_heads(tmp_path):
+    from tests.unit.test_registry import fitted
+    from training.cli import served_adapter
+
+    registry = Registry(tmp_path / "artifacts")
+    assert served_adapter(registry) is None
+    registry.publish(fitted("fees"), task="langid", version="text-only", promote=True)
+    assert served_adapter(registry) is None
+    registry.publish(
+        fitted("negative"),
+        task="sentiment",
+        version="s1",
+        extra={"training_config": {"encoder_adapter": "lora-a"}},
+        promote=True,
+    )
+    assert served_adapter(registry) == "lora-a"
+
+
+def test_macro_f1_interval_brackets_the_score_and_narrows_with_more_rows():
+    from training.baseline import macro_f1_interval, topic_scores
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, size=(400, 4)).astype(np.int8)
+    noisy = np.where(rng.random(truth.shape) < 0.2, 1 - truth, truth).astype(np.int8)
+    scores = topic_scores(truth, noisy, ["a", "b", "c", "d"])
+    low, high = scores["macro_f1_ci95"]
+    assert low < scores["macro_f1"] < high
+    small_low, small_high = macro_f1_interval(truth[:50], noisy[:50])
+    assert small_high - small_low > high - low
+    assert macro_f1_interval(truth, truth) == [1.0, 1.0]
