@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from models.custom_topics import TopicPrototype
-from models.registry import ArtifactError, ArtifactMeta, Registry
+from models.registry import ArtifactError, ArtifactMeta, Registry, encoder_of
 from models.text.normalize import model_input
 from models.text.redact import redact
 
@@ -196,7 +196,7 @@ def _encoder_adapter(heads: dict[str, tuple[Any, ArtifactMeta]]) -> str | None:
     """The adapter every embedding-reading head was fit on; heads fit on different encoders
     cannot share one encoder pass, so that is refused with the versions named."""
     named = {
-        task: meta.extra.get("training_config", {}).get("encoder_adapter")
+        task: encoder_of(meta)[1]
         for task, (model, meta) in heads.items()
         if getattr(model, "input_kind", "text") != "text"
     }

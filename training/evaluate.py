@@ -95,6 +95,7 @@ class EvaluationData:
     data_dir: Path | None = None
     _frames: dict[str, pd.DataFrame] | None = field(default=None, repr=False)
     _seed: pd.DataFrame | None = field(default=None, repr=False)
+    _off_domain: dict[str, pd.DataFrame] | None = field(default=None, repr=False)
 
     @property
     def frames(self) -> dict[str, pd.DataFrame]:
@@ -110,6 +111,18 @@ class EvaluationData:
         if self._seed is None:
             self._seed = load_seed_topics()
         return self._seed
+
+    @property
+    def off_domain(self) -> dict[str, pd.DataFrame]:
+        """The seeded sample of each ``OFF_DOMAIN_CORPORA`` test split (raises CorpusError)."""
+        if self._off_domain is None:
+            samples = {}
+            for name in OFF_DOMAIN_CORPORA:
+                frame = load_corpus(name, self.data_dir)
+                test = frame[frame["split"] == "test"]
+                samples[name] = test.sample(n=min(OFF_DOMAIN_SAMPLE, len(test)), random_state=0)
+            self._off_domain = samples
+        return self._off_domain
 
     def proba(self, model: Any, name: str, texts: Sequence[str]) -> np.ndarray:
         """`model`'s scores for `texts` (a named split, whose embeddings are cached)."""
@@ -287,13 +300,11 @@ def off_domain_tagging(model: Any, data: EvaluationData, thresholds: np.ndarray)
     """
     groups: dict[str, Any] = {}
     try:
-        tests = {name: load_corpus(name, data.data_dir) for name in OFF_DOMAIN_CORPORA}
+        tests = data.off_domain
     except CorpusError as error:
         return {"available": False, "reason": str(error)}
     tagged_all: list[np.ndarray] = []
-    for name, frame in tests.items():
-        test = frame[frame["split"] == "test"]
-        test = test.sample(n=min(OFF_DOMAIN_SAMPLE, len(test)), random_state=0)
+    for name, test in tests.items():
         scores = data.proba(model, f"{name}-test-off-domain", test["text"].tolist())
         tagged = np.asarray((scores >= thresholds).any(axis=1), dtype=bool)
         tagged_all.append(tagged)

@@ -795,7 +795,6 @@ class TopicsData:
     train: Split
     labels: list[str]
     corrections: int = 0
-    negatives: int = 0
 
 
 def load_topic_negatives(config: TopicsConfig, data_dir: Path | None = None) -> pd.DataFrame:
@@ -855,11 +854,9 @@ def load_topics_data(
     if corrections is not None and len(corrections):
         n_corrections = len(corrections)
         train = Split.concat([train, embed_frame(cache, "corrections-topics-train", corrections)])
-    n_negatives = 0
     if negatives is not None and len(negatives):
-        n_negatives = len(negatives)
         train = Split.concat([train, embed_frame(cache, "topic-negatives-train", negatives)])
-    return TopicsData(train, list(TAXONOMY), n_corrections, n_negatives)
+    return TopicsData(train, list(TAXONOMY), n_corrections)
 
 
 def topic_augmentations(train: Split, seed: int) -> list[tuple[int, str]]:
