@@ -549,6 +549,10 @@ def train_sentiment_finetune(
     topic_weight: Annotated[
         float | None, typer.Option(help="weight of the seed set's topic loss (second head)")
     ] = None,
+    init_adapter: Annotated[
+        str | None, typer.Option(help="continue from this published adapter's weights")
+    ] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="LoRA learning rate")] = None,
     batch_size: Annotated[int | None, typer.Option(help="rows per step")] = None,
     eval_every: Annotated[int | None, typer.Option(help="steps between dev scores")] = None,
     max_train_minutes: Annotated[
@@ -583,6 +587,8 @@ def train_sentiment_finetune(
         "balance": balance,
         "anchor_weight": anchor_weight,
         "topic_weight": topic_weight,
+        "init_adapter": init_adapter,
+        "learning_rate": learning_rate,
         "batch_size": batch_size,
         "eval_every": eval_every,
         "max_train_minutes": max_train_minutes,

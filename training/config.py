@@ -171,6 +171,12 @@ class FinetuneConfig(_Config):
         description="subsample each corpus's dev split, stratified by script (cheaper "
         "selection on a CPU; each corpus still counts once in the mean)",
     )
+    init_adapter: str | None = Field(
+        default=None,
+        description="continue from a published adapter (models/adapters/NAME) instead of fresh "
+        "LoRA weights: adds an objective (e.g. the topic loss) to the served encoder at a "
+        "fraction of a from-scratch run's CPU time; its rank and targets replace lora_*",
+    )
     lora_r: int = Field(default=16, ge=1)
     lora_alpha: int = Field(default=32, ge=1)
     lora_dropout: float = Field(default=0.1, ge=0, lt=1)

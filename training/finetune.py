@@ -322,23 +322,33 @@ def new_model(
     labels: Sequence[str] = SENTIMENT_LABELS,
     *,
     model_dir: Path | None = None,
+    adapters_root: Path | None = None,
 ) -> FinetunedSentiment:
-    """The fp32 base with fresh LoRA adapters (base weights frozen) and a fresh head."""
+    """The fp32 base (frozen) with fresh LoRA adapters, or ``config.init_adapter``'s weights
+    made trainable again, and a fresh head."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModel
+
+    from models.encoder import tuned
 
     torch.manual_seed(config.seed)
     base_dir = check_model_dir(model_dir)
     base = AutoModel.from_pretrained(base_dir, local_files_only=True)
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.lora_targets,
-        bias="none",
-    )
-    encoder = get_peft_model(base, lora)
+    if config.init_adapter is not None:
+        tuned.check_adapter(config.init_adapter, base_dir, adapters_root)
+        encoder = PeftModel.from_pretrained(
+            base, str(tuned.adapter_path(config.init_adapter, adapters_root)), is_trainable=True
+        )
+    else:
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=config.lora_targets,
+            bias="none",
+        )
+        encoder = get_peft_model(base, lora)
     head = new_head(int(base.config.hidden_size), len(labels), config)
     return FinetunedSentiment(
         encoder,

@@ -303,6 +303,29 @@ def test_a_damaged_or_foreign_adapter_is_refused_by_name(published, tmp_path: Pa
         tuned.build_tuned("absent", cache, root=copy, export=False)
 
 
+@pytest.mark.encoder
+@pytest.mark.slow
+def test_training_can_continue_from_a_published_adapter(published, model_dir: Path):
+    """`init_adapter` starts from the published weights (same embedding as the run that made
+    them), and they train on: a continued run moves them again."""
+    from models.encoder import tuned
+
+    trained_model, root, _, adapter, _ = published
+    config = _config(init_adapter=adapter.name, max_steps=4, eval_every=4)
+    continued = new_model(config, model_dir=model_dir, adapters_root=root)
+    texts = list(TEXTS)
+    np.testing.assert_allclose(
+        _tuned_embeddings(continued, texts), _tuned_embeddings(trained_model, texts), atol=1e-5
+    )
+    data = load_finetune_data(config, frames=_frames(train=12, dev=6))
+    train_model(continued, data, config, log=lambda _: None, progress=False)
+    assert not np.allclose(
+        _tuned_embeddings(continued, texts), _tuned_embeddings(trained_model, texts), atol=1e-4
+    )
+    with pytest.raises(tuned.AdapterError, match="no readable"):
+        new_model(_config(init_adapter="absent"), model_dir=model_dir, adapters_root=root)
+
+
 def _drift(model: FinetunedSentiment, texts: list[str]) -> float:
     """Mean 1 - cosine between the tuned and the base encoder's pooled embeddings."""
     import torch
