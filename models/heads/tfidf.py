@@ -8,6 +8,7 @@ evaluated is what is served.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -28,6 +29,9 @@ from models.registry import register_model_kind
 from models.text.normalize import model_input
 
 MODEL_FILE = "model.joblib"
+# `one_vs_rest_scores` keeps its stacked coefficients on the classifier: derivable, and as large
+# as the coefficients themselves, so `save` leaves it out
+STACKED_CACHE = "_sawt_stacked"
 # Words plus single non-space symbols, so emoji and "!" become word features too.
 WORD_TOKEN_PATTERN = r"(?u)\w+|[^\w\s]"
 
@@ -108,15 +112,25 @@ def one_vs_rest_scores(classifier: OneVsRestClassifier, matrix: Any) -> np.ndarr
         "multilabel-indicator"
     ):
         return np.asarray(classifier.predict_proba(matrix), dtype=np.float64)
-    cached = getattr(classifier, "_sawt_stacked", None)
+    cached = getattr(classifier, STACKED_CACHE, None)
     if cached is None:
         weights = np.vstack([e.coef_[0] for e in estimators]).T
         biases = np.asarray([e.intercept_[0] for e in estimators])
         cached = (np.ascontiguousarray(weights), biases)
-        classifier._sawt_stacked = cached
+        setattr(classifier, STACKED_CACHE, cached)
     weights, biases = cached
     # in the coefficients' own dtype, as sklearn computes it, then widened
     return np.asarray(expit(np.asarray(matrix @ weights) + biases), dtype=np.float64)
+
+
+def _without_stacked_cache(value: Any) -> Any:
+    """`value`, or a shallow copy of it without `one_vs_rest_scores`' cache (the served object
+    keeps its cache)."""
+    if not hasattr(value, STACKED_CACHE):
+        return value
+    stripped = copy.copy(value)
+    delattr(stripped, STACKED_CACHE)
+    return stripped
 
 
 class _TfidfHead:
@@ -128,7 +142,7 @@ class _TfidfHead:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        state = {name: getattr(self, name) for name in self._STATE}
+        state = {name: _without_stacked_cache(getattr(self, name)) for name in self._STATE}
         payload = {"kind": self.kind, "params": self.get_params(), "state": state}
         joblib.dump(payload, directory / MODEL_FILE, compress=("xz", 6))
 

@@ -257,6 +257,25 @@ def test_topics_round_trip_through_the_registry(
     assert meta.labels == TOPICS
 
 
+def test_a_saved_topic_head_leaves_out_its_scoring_cache(tmp_path: Path) -> None:
+    """The stacked coefficients `predict_proba` caches are derivable and as large as the
+    coefficients: a head that has served saves no more than one that has not."""
+    texts = [t for t, _ in TOPIC_DATA]
+    topics = [ts for _, ts in TOPIC_DATA]
+    fresh = TfidfTopicClassifier(C=10.0, cv=3).fit(texts, topics, labels=TOPICS)
+    fresh.save(tmp_path / "fresh")
+    served = TfidfTopicClassifier(C=10.0, cv=3).fit(texts, topics, labels=TOPICS)
+    scores = served.predict_proba(["le site plante"])
+    served.save(tmp_path / "served")
+    sizes = {
+        name: (tmp_path / name / "model.joblib").stat().st_size for name in ("fresh", "served")
+    }
+    assert sizes["served"] < 1.1 * sizes["fresh"], sizes  # not the coefficients twice
+    np.testing.assert_array_equal(served.predict_proba(["le site plante"]), scores)
+    loaded = TfidfTopicClassifier.load(tmp_path / "served")
+    np.testing.assert_array_equal(loaded.predict_proba(["le site plante"]), scores)
+
+
 def test_best_thresholds_separate_perfectly_ranked_scores() -> None:
     truth = np.array([[1, 0], [1, 0], [0, 0], [0, 0]])
     scores = np.array([[0.9, 0.1], [0.7, 0.2], [0.4, 0.3], [0.2, 0.4]])
