@@ -66,6 +66,12 @@ class NaiveEncoder:
         self.torch = torch
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        return self.encode_layers(texts, batch_size)[:, -1]
+
+    def encode_layers(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Every layer pooled (the topic head may read several); the last is `encode`'s."""
+        from models.encoder.encoder import pooled_layers
+
         torch = self.torch
         out = []
         for start in range(0, len(texts), batch_size):
@@ -74,11 +80,9 @@ class NaiveEncoder:
                 batch, padding=True, truncation=True, max_length=256, return_tensors="pt"
             )
             with torch.inference_mode():
-                hidden = self.model(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-        return np.concatenate(out) if out else np.zeros((0, 384), dtype=np.float32)
+                hidden = self.model(**enc, output_hidden_states=True).hidden_states
+            out.append(pooled_layers(hidden, enc["attention_mask"]).numpy())
+        return np.concatenate(out) if out else np.zeros((0, 12, 384), dtype=np.float32)
 
 
 def run_path(
@@ -92,8 +96,8 @@ def run_path(
     import models.heads.encoder_heads
     import models.heads.tfidf  # noqa: F401
     from models.encoder import tuned
+    from models.pipeline import encode_once, head_inputs, reads_layers
     from models.registry import Registry
-    from training.evaluate import head_inputs
     from training.fit import prepare_texts
 
     started_load = time.perf_counter()
@@ -113,9 +117,9 @@ def run_path(
 
     def analyse(batch: list[str]) -> None:
         prepared = prepare_texts(batch)
-        embeddings = encoder.encode(prepared)
-        sentiment.predict_proba(head_inputs(sentiment, prepared, embeddings))
-        topics.predict_proba(head_inputs(topics, prepared, embeddings))
+        embeddings, layers = encode_once(encoder, prepared, layered=reads_layers(sentiment, topics))
+        sentiment.predict_proba(head_inputs(sentiment, prepared, embeddings, layers))
+        topics.predict_proba(head_inputs(topics, prepared, embeddings, layers))
 
     analyse(texts[:32])  # warm-up
     started = time.perf_counter()

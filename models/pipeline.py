@@ -1,6 +1,9 @@
 """The one analysis pipeline, called alike by the API's jobs, `sawt analyze` and evaluation.
 
 normalize → redact → identify language → encode once → heads (sentiment, topics).
+
+The one encoder pass yields the stored embedding and, when a head reads them, every layer's
+pooled output as well (`encode_layers`; its last layer is the embedding).
 """
 
 from __future__ import annotations
@@ -23,6 +26,52 @@ class TextEncoder(Protocol):
     version: str
 
     def encode(self, texts: Sequence[str], batch_size: int = ...) -> np.ndarray: ...
+
+    def encode_layers(self, texts: Sequence[str], batch_size: int = ...) -> np.ndarray: ...
+
+
+def input_kind(model: Any) -> str:
+    return str(getattr(model, "input_kind", "text"))
+
+
+def head_inputs(
+    model: Any,
+    texts: Sequence[str],
+    embeddings: np.ndarray | None,
+    layers: np.ndarray | None = None,
+) -> Any:
+    """What a head reads, by its ``input_kind``: ``text`` the texts, ``embedding`` the (n, dim)
+    embeddings, ``layers`` the (n, layers, dim) pooled layers, ``…+text`` a tuple with the
+    texts (char n-grams carry what the encoder misses in Latin-script Darija)."""
+    kind = input_kind(model)
+    if kind == "text":
+        return list(texts)
+    encoded_kind, _, with_text = kind.partition("+")
+    if encoded_kind not in ("embedding", "layers") or with_text not in ("", "text"):
+        raise ValueError(f"unknown input_kind {kind!r} on {type(model).__name__}")
+    encoded = embeddings if encoded_kind == "embedding" else layers
+    if encoded is None:
+        raise ValueError(
+            f"{type(model).__name__} needs encoder {encoded_kind} ({kind!r} head), but none "
+            "were computed: is the encoder built (`make models`)?"
+        )
+    return (encoded, list(texts)) if with_text else encoded
+
+
+def reads_layers(*heads: Any) -> bool:
+    """True when a head reads pooled encoder layers, not only the last one."""
+    return any(input_kind(model).startswith("layers") for model in heads)
+
+
+def encode_once(
+    encoder: TextEncoder, texts: Sequence[str], *, layered: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(embeddings, pooled layers or None) from one encoder pass."""
+    if not layered:
+        return encoder.encode(texts), None
+    layers = encoder.encode_layers(texts)
+    # a copy, so a stored embedding does not keep the whole layers array alive
+    return np.ascontiguousarray(layers[:, -1]), layers
 
 
 @dataclass(frozen=True)
@@ -112,22 +161,10 @@ class AnalysisPipeline:
         return ";".join(f"{task}={version}" for task, version in sorted(self.versions.items()))
 
     def needs_encoder(self) -> bool:
-        return any(
-            getattr(model, "input_kind", "text") != "text"
-            for model in (self.sentiment_model, self.topic_model)
-        )
+        return any(input_kind(model) != "text" for model in self._heads())
 
-    def _head_inputs(self, model: Any, texts: list[str], embeddings: np.ndarray | None) -> Any:
-        """Heads declare what they read: `text`, `embedding`, or both (`embedding+text`)."""
-        kind = getattr(model, "input_kind", "text")
-        if kind == "text":
-            return texts
-        if embeddings is None:
-            raise RuntimeError(
-                f"{type(model).__name__} reads encoder embeddings, but no encoder is loaded: "
-                "run `make models`"
-            )
-        return embeddings if kind == "embedding" else (embeddings, texts)
+    def _heads(self) -> tuple[Any, Any]:
+        return (self.sentiment_model, self.topic_model)
 
     def analyze(
         self, texts: Sequence[str], *, custom_topics: Sequence[TopicPrototype] = ()
@@ -138,14 +175,18 @@ class AnalysisPipeline:
         redacted = [redact(text) for text in texts]
         inputs = [model_input(r.text) for r in redacted]
         languages = self.language_identifier.identify(inputs)
-        embeddings = self.encoder.encode(inputs) if self.encoder is not None else None
+        embeddings, layers = (
+            encode_once(self.encoder, inputs, layered=reads_layers(*self._heads()))
+            if self.encoder is not None
+            else (None, None)
+        )
 
         sentiment_proba = self.sentiment_model.predict_proba(
-            self._head_inputs(self.sentiment_model, inputs, embeddings)
+            head_inputs(self.sentiment_model, inputs, embeddings, layers)
         )
         sentiment_labels = list(self.sentiment_model.labels_)
         topic_proba = self.topic_model.predict_proba(
-            self._head_inputs(self.topic_model, inputs, embeddings)
+            head_inputs(self.topic_model, inputs, embeddings, layers)
         )
         topic_labels = list(self.topic_model.labels_)
         thresholds = np.asarray(
@@ -198,7 +239,7 @@ def _encoder_adapter(heads: dict[str, tuple[Any, ArtifactMeta]]) -> str | None:
     named = {
         task: encoder_of(meta)[1]
         for task, (model, meta) in heads.items()
-        if getattr(model, "input_kind", "text") != "text"
+        if input_kind(model) != "text"
     }
     if len(set(named.values())) > 1:
         described = ", ".join(

@@ -72,11 +72,15 @@ def comparison_versions(
 def evaluation_of(
     registry: Registry, task: str, version: str, data: EvaluationData
 ) -> dict[str, Any]:
-    """A version's stored evaluation if computed by this code version, else a fresh one."""
+    """A fresh evaluation of `version` when this run can feed it (it reads text, or the encoder
+    of ``data``): dynamic-int8 numerics differ between CPUs, so a score stored on another
+    machine is not comparable with one computed here. Heads fit on another encoder get their
+    stored evaluation (if computed by this code version), else one on this run's encoder."""
     from training.evaluate import EVALUATION_VERSIONS
 
+    reads_encoder, adapter = encoder_of(registry.load_meta(task, version))
     stored = registry.path(task, version) / reports.EVALUATION_JSON
-    if stored.is_file():
+    if reads_encoder and adapter != data.cache.adapter and stored.is_file():
         payload: dict[str, Any] = json.loads(stored.read_text(encoding="utf-8"))
         if payload.get("evaluation_version") == EVALUATION_VERSIONS[task]:
             payload.pop("compared_with", None)
@@ -142,12 +146,19 @@ def model_card(
 ) -> str:
     corrections = report.get("corrections", 0)
     rows = [[str(d["corpus"]), str(d.get("licence", "")), str(d["rows"])] for d in training_data]
+    layers = config.encoder_layers
     encoder = (
         "the shared multilingual-e5-small embedding"
-        if config.encoder_adapter is None
-        else "the shared multilingual-e5-small embedding, fine-tuned: LoRA adapter "
-        f"`{config.encoder_adapter}` (models/adapters) merged into its weights"
+        if layers is None
+        else f"the shared multilingual-e5-small encoder's layers {', '.join(map(str, layers))}"
+        " (each mean-pooled and L2-normalised, side by side, from the one encoder pass)"
     )
+    if config.encoder_adapter is not None:
+        encoder += (
+            f", fine-tuned: LoRA adapter `{config.encoder_adapter}` (models/adapters) merged "
+            "into its weights"
+        )
+    kind = f"`{model.input_kind}`" if hasattr(model, "input_kind") else "`text`"
     if task == "sentiment":
         what = (
             f"negative / neutral / positive with calibrated probabilities, from {encoder} "
@@ -167,8 +178,8 @@ def model_card(
             what += (
                 f", pooled log-linearly with a char n-gram TF-IDF head: embedding weight "
                 f"{model.arabic_weight} on Arabic-script texts, {latin}, temperature "
-                f"{model.temperature:.3f} (all chosen on dev splits). Input kind "
-                "`embedding+text`: the pipeline passes `(embeddings, texts)`"
+                f"{model.temperature:.3f} (all chosen on dev splits). Input kind {kind}: the "
+                "pipeline passes the encoder's output with the texts"
             )
         selection = "dev splits of the training corpora"
     else:
@@ -179,7 +190,7 @@ def model_card(
         if model.kind == "ensemble-topics":
             what += (
                 f", averaged with a char n-gram TF-IDF topic head (embedding weight "
-                f"{model.weight}); per-topic thresholds. Input kind `embedding+text`"
+                f"{model.weight}); per-topic thresholds. Input kind {kind}"
             )
         selection = "cross-validation inside the seed set's train split"
     return f"""# {task} model (`{model.kind}`)
@@ -310,6 +321,20 @@ def train_task(
         reports.with_evaluation_section(card_path.read_text(encoding="utf-8"), markdown),
         encoding="utf-8",
     )
+    # the registry's gate reads the scores stored at publication, possibly on another CPU;
+    # this one compares the candidate with the served version as both scored here
+    primary = PRIMARY[task]
+    served = others.get("previous")
+    served_score: float | None = None
+    if served is not None and other_versions["previous"] == registry.promoted_version(task):
+        served_score = float(served[primary])
+    if promote and not force and served_score is not None and evaluation[primary] < served_score:
+        _say(
+            f"published {task}/{meta.version} but did not promote it: {primary} "
+            f"{evaluation[primary]:.4f} < {served_score:.4f} for the served "
+            f"{other_versions['previous']} on this machine (--force to promote anyway)"
+        )
+        promote = False
     if promote:
         try:
             registry.promote(task, meta.version, force=force)

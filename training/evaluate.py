@@ -1,10 +1,9 @@
 """Held-out evaluation of any sentiment or topic head, exactly as the pipeline would feed it.
 
 Texts are prepared as in serving (``training.fit.prepare_text``), embedded once by the served
-encoder (cached), and passed to each head according to its ``input_kind``: ``text`` heads get
-texts, ``embedding`` heads the embedding matrix, ``embedding+text`` heads the tuple. Group
-names, the F1 definitions and the primary metric are those of ``training.baseline``, so numbers
-line up with the TF-IDF baseline's.
+encoder (cached), and passed to each head according to its ``input_kind``, as the pipeline
+does (``models.pipeline.head_inputs``). Group names, the F1 definitions and the primary metric
+are those of ``training.baseline``, so numbers line up with the TF-IDF baseline's.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
 
+from models.pipeline import head_inputs, input_kind, reads_layers
 from training.baseline import (
     TAXONOMY,
     expected_calibration_error,
@@ -69,24 +69,6 @@ CONFUSION_GROUPS = (
 )
 
 
-def input_kind(model: Any) -> str:
-    return str(getattr(model, "input_kind", "text"))
-
-
-def head_inputs(model: Any, texts: Sequence[str], embeddings: np.ndarray | None) -> Any:
-    """What the pipeline passes to `model`: texts, embeddings or ``(embeddings, texts)``."""
-    kind = input_kind(model)
-    if kind == "text":
-        return list(texts)
-    if embeddings is None:
-        raise ValueError(f"{type(model).__name__} needs embeddings ({kind!r} head)")
-    if kind == "embedding":
-        return embeddings
-    if kind == "embedding+text":
-        return (embeddings, list(texts))
-    raise ValueError(f"unknown input_kind {kind!r} on {type(model).__name__}")
-
-
 @dataclass
 class EvaluationData:
     """Test data and a cache of its embeddings, loaded once and shared by several models."""
@@ -127,10 +109,12 @@ class EvaluationData:
     def proba(self, model: Any, name: str, texts: Sequence[str]) -> np.ndarray:
         """`model`'s scores for `texts` (a named split, whose embeddings are cached)."""
         prepared = prepare_texts(texts)
-        embeddings = None
-        if input_kind(model) != "text":
+        embeddings = layers = None
+        if reads_layers(model):
+            layers = self.cache.get_layers(name, prepared)
+        elif input_kind(model) != "text":
             embeddings = self.cache.get(name, prepared)
-        return np.asarray(model.predict_proba(head_inputs(model, prepared, embeddings)))
+        return np.asarray(model.predict_proba(head_inputs(model, prepared, embeddings, layers)))
 
 
 def _labels_of(proba: np.ndarray, labels: list[str]) -> np.ndarray:

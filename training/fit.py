@@ -8,6 +8,7 @@ selection never re-encodes. What is evaluated is what is served.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -55,6 +56,10 @@ AUGMENT_SUFFIX = "+arabizi"
 
 class TextEncoder(Protocol):
     def encode(self, texts: Sequence[str], batch_size: int = ...) -> npt.NDArray[np.float32]: ...
+
+    def encode_layers(
+        self, texts: Sequence[str], batch_size: int = ...
+    ) -> npt.NDArray[np.float32]: ...
 
 
 def prepare_text(text: str) -> str:
@@ -135,12 +140,21 @@ class EmbeddingCache:
             self._encoder = self.encoder_factory()
         return self._encoder
 
-    def path(self, name: str) -> Path:
-        return self.directory / f"{name}-{self.fingerprint}.npy"
+    def path(self, name: str, *, layered: bool = False) -> Path:
+        return self.directory / f"{name}{'-layers' if layered else ''}-{self.fingerprint}.npy"
 
     def get(self, name: str, prepared: Sequence[str]) -> npt.NDArray[np.float32]:
         """(n, dim) embeddings of already prepared texts, encoded once and cached under `name`."""
-        path = self.path(name)
+        return self._cached(name, prepared, layered=False)
+
+    def get_layers(self, name: str, prepared: Sequence[str]) -> npt.NDArray[np.float32]:
+        """(n, layers, dim) pooled encoder layers (``encode_layers``), cached beside `get`'s."""
+        return self._cached(name, prepared, layered=True)
+
+    def _cached(
+        self, name: str, prepared: Sequence[str], *, layered: bool
+    ) -> npt.NDArray[np.float32]:
+        path = self.path(name, layered=layered)
         sidecar = path.with_suffix(".json")
         digest = _digest(prepared)
         if path.is_file() and sidecar.is_file():
@@ -149,7 +163,7 @@ class EmbeddingCache:
                 return np.load(path)
         unique = sorted(set(prepared))
         started = time.perf_counter()
-        vectors = self._encode_with_progress(name, unique)
+        vectors = self._encode_with_progress(name, unique, layered=layered)
         seconds = time.perf_counter() - started
         index = {text: i for i, text in enumerate(unique)}
         matrix = vectors[[index[text] for text in prepared]]
@@ -171,12 +185,15 @@ class EmbeddingCache:
         )
         return matrix
 
-    def _encode_with_progress(self, name: str, texts: list[str]) -> npt.NDArray[np.float32]:
+    def _encode_with_progress(
+        self, name: str, texts: list[str], *, layered: bool
+    ) -> npt.NDArray[np.float32]:
         chunk = 512
         parts: list[npt.NDArray[np.float32]] = []
         started = time.perf_counter()
+        encode = self.encoder.encode_layers if layered else self.encoder.encode
         for start in range(0, len(texts), chunk):
-            parts.append(self.encoder.encode(texts[start : start + chunk]))
+            parts.append(encode(texts[start : start + chunk]))
             if self.show_progress:
                 done = min(start + chunk, len(texts))
                 rate = done / max(time.perf_counter() - started, 1e-9)
@@ -189,7 +206,7 @@ class EmbeddingCache:
         if self.show_progress and texts:
             print(file=sys.stderr, flush=True)
         if not parts:
-            return np.zeros((0, 384), dtype=np.float32)
+            return np.zeros((0, 12, 384) if layered else (0, 384), dtype=np.float32)
         return np.concatenate(parts)
 
 
@@ -278,14 +295,28 @@ def arabic_to_arabizi(text: str, rng: np.random.Generator | None = None) -> str:
 
 @dataclass
 class Split:
-    """Rows of one split with their prepared texts and embeddings, aligned."""
+    """Rows of one split with their prepared texts and embeddings (and, for heads that read
+    them, pooled encoder layers), aligned."""
 
     frame: pd.DataFrame
     prepared: list[str]
     embeddings: npt.NDArray[np.float32]
+    layers: npt.NDArray[np.float32] | None = None
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    def encoded_for(self, head: Any) -> npt.NDArray[np.float32]:
+        """What `head` reads of these rows: the embeddings, or the pooled layers for a head
+        fit on several encoder layers."""
+        if not str(getattr(head, "input_kind", "embedding")).startswith("layers"):
+            return self.embeddings
+        if self.layers is None:
+            raise ValueError(
+                f"{type(head).__name__} reads encoder layers but these rows were embedded "
+                "without them (load the data with the config's encoder_layers)"
+            )
+        return self.layers
 
     def subset(self, mask: npt.NDArray[np.bool_]) -> Split:
         rows = np.flatnonzero(mask)
@@ -293,21 +324,33 @@ class Split:
             self.frame.iloc[rows].reset_index(drop=True),
             [self.prepared[i] for i in rows],
             self.embeddings[rows],
+            None if self.layers is None else self.layers[rows],
         )
 
     @staticmethod
     def concat(parts: Sequence[Split]) -> Split:
+        layered = [p.layers for p in parts if p.layers is not None]
+        if layered and len(layered) != len(parts):
+            raise ValueError("cannot concatenate splits with and without encoder layers")
         return Split(
             pd.concat([p.frame for p in parts], ignore_index=True),
             [text for p in parts for text in p.prepared],
             np.concatenate([p.embeddings for p in parts]),
+            np.concatenate(layered) if layered else None,
         )
 
 
-def embed_frame(cache: EmbeddingCache, name: str, frame: pd.DataFrame) -> Split:
+def embed_frame(
+    cache: EmbeddingCache, name: str, frame: pd.DataFrame, *, layered: bool = False
+) -> Split:
+    """`frame`'s rows prepared and embedded; with `layered`, the embeddings are the pooled
+    layers' last (one encoder pass, one cache file)."""
     frame = frame.reset_index(drop=True)
     prepared = prepare_texts(frame["text"].tolist())
-    return Split(frame, prepared, cache.get(name, prepared))
+    if not layered:
+        return Split(frame, prepared, cache.get(name, prepared))
+    layers = cache.get_layers(name, prepared)
+    return Split(frame, prepared, np.ascontiguousarray(layers[:, -1]), layers)
 
 
 def arabizi_augment(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -362,14 +405,15 @@ def load_sentiment_data(
     from training.baseline import sentiment_frames
 
     frames = frames if frames is not None else sentiment_frames(data_dir)
+    embed = functools.partial(embed_frame, cache, layered=config.encoder_layers is not None)
     trains, devs = [], []
     for name, frame in trainable_corpora(config.corpora, frames).items():
-        trains.append(embed_frame(cache, f"{name}-train", frame[frame["split"] == "train"]))
-        devs.append(embed_frame(cache, f"{name}-dev", frame[frame["split"] == "dev"]))
+        trains.append(embed(f"{name}-train", frame[frame["split"] == "train"]))
+        devs.append(embed(f"{name}-dev", frame[frame["split"] == "dev"]))
     if config.seed_sentiment:
         seed = seed_frame if seed_frame is not None else load_seed_topics()
         if len(seed):
-            everything = embed_frame(cache, "seed_topics-all", seed)
+            everything = embed("seed_topics-all", seed)
             rows = everything.subset((everything.frame["split"] == "train").to_numpy())
             rows.frame = seed_sentiment_rows(rows.frame)
             trains.append(rows)
@@ -385,11 +429,11 @@ def load_sentiment_data(
         augment = arabizi_augment(train.frame, config.seed)
         augmented = len(augment)
         if augmented:
-            extra.append(embed_frame(cache, "augment-arabizi-train", augment))
+            extra.append(embed("augment-arabizi-train", augment))
     n_corrections = 0
     if corrections is not None and len(corrections):
         n_corrections = len(corrections)
-        extra.append(embed_frame(cache, "corrections-sentiment-train", corrections))
+        extra.append(embed("corrections-sentiment-train", corrections))
     if extra:
         train = Split.concat([train, *extra])
     return SentimentData(train, Split.concat(devs), n_corrections, augmented)
@@ -475,9 +519,13 @@ def fit_embedding_sentiment(
     for params in candidates:
         started = time.perf_counter()
         head = EmbeddingSentimentClassifier(
-            random_state=config.seed, class_weight=class_weight, **params
-        ).fit(train.embeddings, labels, sample_weight=weights)
-        scores = per_corpus_macro_f1(data.dev.frame, head.predict(data.dev.embeddings))
+            random_state=config.seed,
+            class_weight=class_weight,
+            encoder_layers=config.encoder_layers,
+            **params,
+        )
+        head.fit(train.encoded_for(head), labels, sample_weight=weights)
+        scores = per_corpus_macro_f1(data.dev.frame, head.predict(data.dev.encoded_for(head)))
         key = json.dumps(params, default=list)
         by_candidate[key] = scores
         log(
@@ -490,7 +538,7 @@ def fit_embedding_sentiment(
         raise ValueError("no embedding-head candidate to fit: C_grid / mlp_alpha_grid is empty")
     head = best[1]
     truth = _label_index(head.labels_, data.dev.frame["label"].tolist())
-    head.temperature_ = fit_temperature(head.decision_function(data.dev.embeddings), truth)
+    head.temperature_ = fit_temperature(head.decision_function(data.dev.encoded_for(head)), truth)
     return head, {
         "dev_by_params": by_candidate,
         "chosen": best[2],
@@ -668,13 +716,13 @@ def fit_sentiment(
     the per-script weights on dev."""
     started = time.perf_counter()
     head, head_report = fit_embedding_sentiment(config, data, log)
-    dev_head = per_corpus_macro_f1(data.dev.frame, head.predict(data.dev.embeddings))
+    dev_head = per_corpus_macro_f1(data.dev.frame, head.predict(data.dev.encoded_for(head)))
     report: dict[str, Any] = {"embedding_head": {**head_report, "dev": dev_head}}
     model: Any = head
     if config.ensemble:
         text_head, text_report = fit_tfidf_sentiment(config, data, log)
         ensemble = EnsembleSentimentClassifier(head, text_head)
-        dev_inputs = (data.dev.embeddings, data.dev.prepared)
+        dev_inputs = (data.dev.encoded_for(head), data.dev.prepared)
         log_embedding, log_text = ensemble.member_log_proba(dev_inputs)
         latin = np.asarray([dominant_script(t) == "Latn" for t in data.dev.prepared])
         arabic_w, latin_w, temperature, grid_scores = choose_ensemble_weights(
@@ -765,7 +813,7 @@ def _route_latin_weights(
         latin_group_weights={g: weights[g] for g in router.groups_},
         router=router,
     )
-    predicted = routed.predict((data.dev.embeddings, data.dev.prepared))
+    predicted = routed.predict((data.dev.encoded_for(shared.embedding_head), data.dev.prepared))
     dev = per_corpus_macro_f1(dev_frame, predicted)
     log(
         f"per-language Latin weights: dev mean macro-F1 {dev['mean']:.4f} "
@@ -843,7 +891,8 @@ def load_topics_data(
     seed = seed if seed is not None else load_seed_topics()
     if not len(seed):
         raise ValueError("no datasets/seed_topics/*.jsonl: nothing to train topics on")
-    everything = embed_frame(cache, "seed_topics-all", seed)
+    layered = config.encoder_layers is not None
+    everything = embed_frame(cache, "seed_topics-all", seed, layered=layered)
     train = everything.subset((everything.frame["split"] == "train").to_numpy())
     if config.max_train_rows is not None and len(train) > config.max_train_rows:
         rng = np.random.default_rng(config.seed)
@@ -853,9 +902,11 @@ def load_topics_data(
     n_corrections = 0
     if corrections is not None and len(corrections):
         n_corrections = len(corrections)
-        train = Split.concat([train, embed_frame(cache, "corrections-topics-train", corrections)])
+        corrected = embed_frame(cache, "corrections-topics-train", corrections, layered=layered)
+        train = Split.concat([train, corrected])
     if negatives is not None and len(negatives):
-        train = Split.concat([train, embed_frame(cache, "topic-negatives-train", negatives)])
+        off_domain = embed_frame(cache, "topic-negatives-train", negatives, layered=layered)
+        train = Split.concat([train, off_domain])
     return TopicsData(train, list(TAXONOMY), n_corrections)
 
 
@@ -966,6 +1017,7 @@ def fit_topics(
     labels = data.labels
     y = topic_indicator(data.train.frame["topics"].tolist(), labels)
     x = data.train.embeddings
+    layers = config.encoder_layers
     # negatives are fit on, but F1 and thresholds come from the complaints: off-domain rows are
     # far more common among them than in a complaint stream, and would push every cut up
     negative = negative_rows(data.train.frame)
@@ -982,18 +1034,26 @@ def fit_topics(
     by_c: dict[str, float] = {}
     oof: dict[float, FloatArray] = {}
     for c in config.C_grid:
-        head = EmbeddingTopicClassifier(C=c, cv=config.cv, random_state=config.seed)
-        oof[c] = head.out_of_fold_scores(x, y, groups=groups)
+        head = EmbeddingTopicClassifier(
+            C=c, cv=config.cv, random_state=config.seed, encoder_layers=layers
+        )
+        oof[c] = head.out_of_fold_scores(data.train.encoded_for(head), y, groups=groups)
         by_c[str(c)] = round(cv_score(oof[c])[0], 4)
         log(f"embedding topics C={c}: cv macro-F1 {by_c[str(c)]:.4f}")
     best_c = max(config.C_grid, key=lambda c: by_c[str(c)])
     cv_head, thresholds = cv_score(oof[best_c])
     thresholds = shrink_thresholds(thresholds, config.threshold_shrinkage)
-    head = EmbeddingTopicClassifier(C=best_c, cv=config.cv, random_state=config.seed).fit(
-        x, data.train.frame["topics"].tolist(), labels=labels, thresholds=thresholds
+    head = EmbeddingTopicClassifier(
+        C=best_c, cv=config.cv, random_state=config.seed, encoder_layers=layers
     )
+    topics = data.train.frame["topics"].tolist()
+    head.fit(data.train.encoded_for(head), topics, labels=labels, thresholds=thresholds)
     report: dict[str, Any] = {
-        "embedding_head": {"C": best_c, "cv_macro_f1_by_C": by_c},
+        "embedding_head": {
+            "C": best_c,
+            "cv_macro_f1_by_C": by_c,
+            "encoder_layers": layers,
+        },
         "cv_grouped_rows": 0 if groups is None else len(groups) - len(set(groups.tolist())),
     }
     model: Any = head

@@ -3,6 +3,10 @@
 Every text goes through the same steps as at build/evaluation time: Tifinagh is
 transliterated to Latin (the vocabulary has no Tifinagh pieces), the E5 `query: ` prefix
 is added, then mean pooling over the attention mask and L2 normalisation.
+
+`encode_layers` returns the same pooling applied to every transformer layer's output, from the
+same pass (its last layer is `encode`'s vector): topic heads read middle layers too, which hold
+more of the surface wording that separates topics than the last layer tuned for retrieval.
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ class BaseEncoder:
         pad_id = self.tokenizer_.token_to_id("<pad>")
         self.pad_id_: int = 1 if pad_id is None else pad_id
         self.dim: int = int(arch.get("hidden", 384))
+        self.num_layers: int = int(arch.get("layers", 12))
 
     def prepare(self, text: str) -> str:
         """The exact string the model sees: Tifinagh transliterated, E5 prefix added."""
@@ -114,11 +119,27 @@ class BaseEncoder:
 
         Texts are sorted by length and batched up to `batch_size` texts and `max_batch_tokens`
         padded tokens (a text longer than that goes alone)."""
+        return self._encode(texts, batch_size, max_batch_tokens, layered=False)
+
+    def encode_layers(
+        self,
+        texts: Sequence[str],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    ) -> npt.NDArray[np.float32]:
+        """(n, num_layers, dim): each layer's output pooled and normalised as `encode` pools the
+        last one (``[:, -1]`` is `encode`'s vector), from one encoder pass."""
+        return self._encode(texts, batch_size, max_batch_tokens, layered=True)
+
+    def _encode(
+        self, texts: Sequence[str], batch_size: int, max_batch_tokens: int, *, layered: bool
+    ) -> npt.NDArray[np.float32]:
         if isinstance(texts, str):
             raise TypeError("encode() takes a sequence of texts; wrap a single text in a list")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive (got {batch_size})")
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        shape = (len(texts), self.num_layers, self.dim) if layered else (len(texts), self.dim)
+        out = np.zeros(shape, dtype=np.float32)
         if not texts:
             return out
         encodings = self.tokenizer_.encode_batch([self.prepare(t) for t in texts])
@@ -132,13 +153,21 @@ class BaseEncoder:
             for r, i in enumerate(rows):
                 input_ids[r, : len(ids[i])] = ids[i]
                 mask[r, : len(ids[i])] = 1
-            out[rows] = self._embed(input_ids, mask)
+            out[rows] = (
+                self._embed_layers(input_ids, mask) if layered else self._embed(input_ids, mask)
+            )
         return out
 
     def _embed(
         self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.float32]:
         """Pooled, normalised embeddings for one padded batch."""
+        raise NotImplementedError
+
+    def _embed_layers(
+        self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        """(batch, num_layers, dim) pooled, normalised layer outputs for one padded batch."""
         raise NotImplementedError
 
 
@@ -175,6 +204,20 @@ class Encoder(BaseEncoder):
             pooled = mean_pool(hidden, mask)
             return torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
 
+    def _embed_layers(
+        self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        import torch
+
+        with torch.inference_mode():
+            mask = torch.from_numpy(attention_mask)
+            out = self.model_(
+                input_ids=torch.from_numpy(input_ids),
+                attention_mask=mask,
+                output_hidden_states=True,
+            )
+            return pooled_layers(out.hidden_states, mask).numpy().astype(np.float32)
+
 
 def length_batches(
     sorted_lengths: Sequence[int], batch_size: int, max_batch_tokens: int
@@ -200,3 +243,14 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     """Average token states over real (unpadded) tokens, as in the E5 model card."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def pooled_layers(
+    hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """(batch, layers, dim): every transformer layer's output (``hidden_states[1:]``; [0] is the
+    token embeddings) mean-pooled and L2-normalised."""
+    import torch
+
+    pooled = [mean_pool(hidden, attention_mask) for hidden in hidden_states[1:]]
+    return torch.nn.functional.normalize(torch.stack(pooled, dim=1), dim=-1)

@@ -3,7 +3,8 @@
     python -m models.encoder.onnx [--cache-dir DIR] [--force]
 
 The exported graph takes `input_ids` and `attention_mask` and returns the pooled,
-L2-normalised `embeddings`, so every backend pools the same way. Files go under
+L2-normalised `embeddings` and, from the same pass, every layer's output pooled the same way
+(`layers`, batch x layers x dim), so every backend pools the same way. Files go under
 `<model dir>/onnx/` next to the checkpoint they were exported from.
 """
 
@@ -29,7 +30,7 @@ from models.encoder.encoder import (
     DEFAULT_PREFIX,
     BaseEncoder,
     check_model_dir,
-    mean_pool,
+    pooled_layers,
 )
 
 if TYPE_CHECKING:
@@ -39,8 +40,8 @@ Variant = Literal["fp32", "int8"]
 ONNX_SUBDIR = "onnx"
 FILES: dict[str, str] = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 OPSET = 17
-# bump when the export recipe changes, so stale exports are redone
-EXPORT_VERSION = 2
+# bump when the export recipe changes, so stale exports are redone (3: `layers` output)
+EXPORT_VERSION = 3
 
 
 def onnx_dir(model_dir: str | Path | None = None) -> Path:
@@ -68,16 +69,21 @@ def _pooled_module(model: Any) -> torch.nn.Module:
     import torch
 
     class Pooled(torch.nn.Module):
-        """BERT + mean pooling + L2 norm, so the graph returns final embeddings."""
+        """BERT + mean pooling + L2 norm of every layer, so the graph returns final embeddings
+        (the last layer's) and the pooled layers."""
 
         def __init__(self, bert: Any) -> None:
             super().__init__()
             self.bert = bert
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask)
-            pooled = mean_pool(hidden.last_hidden_state, attention_mask)
-            return torch.nn.functional.normalize(pooled, dim=-1)
+        def forward(
+            self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            out = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+            )
+            layers = pooled_layers(out.hidden_states, attention_mask)
+            return layers[:, -1], layers
 
     return Pooled(model).eval()
 
@@ -120,11 +126,12 @@ def export_onnx(
                 (ids, mask),
                 str(tmp / FILES["fp32"]),
                 input_names=["input_ids", "attention_mask"],
-                output_names=["embeddings"],
+                output_names=["embeddings", "layers"],
                 dynamic_axes={
                     "input_ids": {0: "batch", 1: "sequence"},
                     "attention_mask": {0: "batch", 1: "sequence"},
                     "embeddings": {0: "batch"},
+                    "layers": {0: "batch"},
                 },
                 opset_version=OPSET,
                 dynamo=False,
@@ -139,7 +146,10 @@ def export_onnx(
             "opset": OPSET,
             "source_safetensors_sha256": build.weights_sha256(base),
             "inputs": ["input_ids", "attention_mask"],
-            "output": "embeddings (mean-pooled, L2-normalised)",
+            "outputs": {
+                "embeddings": "last layer, mean-pooled, L2-normalised",
+                "layers": "every layer's output pooled alike (batch, layers, dim)",
+            },
             "int8": "onnxruntime.quantization.quantize_dynamic, QInt8 per-channel weights",
             "versions": {"torch": torch.__version__, **_ort_versions()},
             "export_seconds": round(time.perf_counter() - started, 1),
@@ -198,6 +208,13 @@ class OnnxEncoder(BaseEncoder):
     ) -> npt.NDArray[np.float32]:
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         (out,) = self.session_.run(["embeddings"], feeds)
+        return np.asarray(out, dtype=np.float32)
+
+    def _embed_layers(
+        self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        (out,) = self.session_.run(["layers"], feeds)
         return np.asarray(out, dtype=np.float32)
 
 

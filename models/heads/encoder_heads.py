@@ -3,7 +3,9 @@
 The pipeline encodes every text once (multilingual-e5-small, mean-pooled, L2-normalised) and
 hands the same matrix to every head whose ``input_kind`` is ``"embedding"``; heads whose
 ``input_kind`` is ``"embedding+text"`` get the tuple ``(embeddings, texts)`` because char
-n-grams still carry what the encoder misses in Latin-script Darija.
+n-grams still carry what the encoder misses in Latin-script Darija. A head fit on several
+layers' pooled outputs (``encoder_layers=(6, 8, 10, 12)``) reads ``"layers"``: the
+(n, layers, dim) array from the same encoder pass (``models.encoder.Encoder.encode_layers``).
 
 Weights are stored as ``config.json`` + ``weights.safetensors`` (no pickle); inference is a few
 numpy matrix products, so a loaded head needs neither scikit-learn nor torch to predict.
@@ -39,6 +41,9 @@ FORMAT_VERSION = 1
 # An ensemble with a Latin-script language router writes this version, so that code which
 # predates the router refuses it instead of silently ignoring the per-language weights.
 ROUTED_FORMAT_VERSION = 2
+# A head that reads several encoder layers writes this version, so that code which predates
+# layered inputs refuses it instead of failing on a (n, layers, dim) array.
+LAYERED_FORMAT_VERSION = 2
 ROUTER_DIR = "router"
 ROUTER_FILE = "model.joblib"
 
@@ -65,6 +70,43 @@ def _as_matrix(embeddings: npt.ArrayLike) -> FloatArray:
             "pass the encoder's output, not texts"
         )
     return matrix
+
+
+def _layer_features(layers: npt.ArrayLike, chosen: Sequence[int]) -> FloatArray:
+    """Concatenate the chosen layers (1-based, as in the encoder's ``hidden_states``) of an
+    (n, layers, dim) pooled-layers array into (n, len(chosen) * dim) features."""
+    array = np.asarray(layers, dtype=np.float64)
+    if array.ndim != 3:
+        raise ValueError(
+            f"expected (n_texts, layers, dim) pooled encoder layers, got shape {array.shape}; "
+            "pass the encoder's encode_layers output"
+        )
+    if not all(1 <= layer <= array.shape[1] for layer in chosen):
+        raise ValueError(f"layers {list(chosen)} out of range for {array.shape[1]} encoder layers")
+    return array[:, [layer - 1 for layer in chosen]].reshape(len(array), -1)
+
+
+class EncoderInputs:
+    """What an embedding head reads: the (n, dim) embeddings, or, with ``encoder_layers``, the
+    (n, layers, dim) pooled layers, of which it concatenates those layers side by side."""
+
+    encoder_layers: tuple[int, ...] | None = None
+
+    @property
+    def input_kind(self) -> str:
+        return "embedding" if self.encoder_layers is None else "layers"
+
+    def features(self, inputs: npt.ArrayLike) -> FloatArray:
+        """The matrix the head's weights apply to."""
+        if self.encoder_layers is None:
+            return _as_matrix(inputs)
+        return _layer_features(inputs, self.encoder_layers)
+
+    def _encoder_params(self) -> dict[str, Any]:
+        return {} if self.encoder_layers is None else {"encoder_layers": list(self.encoder_layers)}
+
+    def _format_version(self) -> int:
+        return FORMAT_VERSION if self.encoder_layers is None else LAYERED_FORMAT_VERSION
 
 
 def _write(directory: Path, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -96,15 +138,15 @@ def _read(
 
 
 @register_model_kind
-class EmbeddingSentimentClassifier:
+class EmbeddingSentimentClassifier(EncoderInputs):
     """Single-label classifier on frozen embeddings: logistic regression or a small MLP.
 
     ``hidden=()`` is multinomial logistic regression; ``hidden=(256,)`` a one-hidden-layer ReLU
     MLP. Probabilities are temperature-calibrated on held-out data passed to ``fit``.
+    With ``encoder_layers`` it reads pooled encoder layers (see ``EncoderInputs``).
     """
 
     kind: ClassVar[str] = "embedding-sentiment"
-    input_kind: ClassVar[str] = "embedding"
 
     def __init__(
         self,
@@ -114,6 +156,7 @@ class EmbeddingSentimentClassifier:
         class_weight: str | None = "balanced",
         max_iter: int = 2000,
         random_state: int = 0,
+        encoder_layers: Sequence[int] | None = None,
     ) -> None:
         self.C = C
         self.hidden = hidden
@@ -121,6 +164,7 @@ class EmbeddingSentimentClassifier:
         self.class_weight = class_weight
         self.max_iter = max_iter
         self.random_state = random_state
+        self.encoder_layers = tuple(encoder_layers) if encoder_layers else None
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -130,6 +174,7 @@ class EmbeddingSentimentClassifier:
             "class_weight": self.class_weight,
             "max_iter": self.max_iter,
             "random_state": self.random_state,
+            **self._encoder_params(),
         }
 
     def fit(
@@ -142,7 +187,7 @@ class EmbeddingSentimentClassifier:
         calibration_labels: Sequence[str] | None = None,
     ) -> Self:
         """Fit the head; calibrate the temperature on the calibration set when given."""
-        x = _as_matrix(embeddings)
+        x = self.features(embeddings)
         y = np.asarray(labels, dtype=object)
         weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         if not self.hidden:
@@ -185,7 +230,7 @@ class EmbeddingSentimentClassifier:
 
     def decision_function(self, embeddings: npt.ArrayLike) -> FloatArray:
         """Uncalibrated logits, columns in ``labels_`` order."""
-        out = _as_matrix(embeddings)
+        out = self.features(embeddings)
         for i, (weight, bias) in enumerate(self.layers_):
             out = out @ weight + bias
             if i < len(self.layers_) - 1:
@@ -206,6 +251,7 @@ class EmbeddingSentimentClassifier:
             arrays[f"layer{i}.weight"] = weight
             arrays[f"layer{i}.bias"] = bias
         config = {
+            "format_version": self._format_version(),
             "kind": self.kind,
             "params": self.get_params(),
             "labels": self.labels_,
@@ -216,7 +262,7 @@ class EmbeddingSentimentClassifier:
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        config, arrays = _read(Path(directory), cls.kind)
+        config, arrays = _read(Path(directory), cls.kind, max_version=LAYERED_FORMAT_VERSION)
         params = dict(config["params"])
         params["hidden"] = tuple(params.get("hidden", ()))
         model = cls(**params)
@@ -243,21 +289,29 @@ def topic_indicator(topics: Sequence[Sequence[str]], labels: Sequence[str]) -> n
 
 
 @register_model_kind
-class EmbeddingTopicClassifier:
+class EmbeddingTopicClassifier(EncoderInputs):
     """Multi-label topics: one class-balanced logistic regression per topic on embeddings.
 
     Per-topic thresholds are tuned on out-of-fold scores of the training data (``cv`` folds),
     so the test split is never looked at and no dev split is needed for a small seed set.
+    With ``encoder_layers`` it reads pooled encoder layers (see ``EncoderInputs``).
     """
 
     kind: ClassVar[str] = "embedding-topics"
-    input_kind: ClassVar[str] = "embedding"
 
-    def __init__(self, C: float = 4.0, cv: int = 5, random_state: int = 0, max_iter: int = 2000):
+    def __init__(
+        self,
+        C: float = 4.0,
+        cv: int = 5,
+        random_state: int = 0,
+        max_iter: int = 2000,
+        encoder_layers: Sequence[int] | None = None,
+    ):
         self.C = C
         self.cv = cv
         self.random_state = random_state
         self.max_iter = max_iter
+        self.encoder_layers = tuple(encoder_layers) if encoder_layers else None
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -265,6 +319,7 @@ class EmbeddingTopicClassifier:
             "cv": self.cv,
             "random_state": self.random_state,
             "max_iter": self.max_iter,
+            **self._encoder_params(),
         }
 
     def _fit_weights(self, x: FloatArray, y: npt.NDArray[np.int8]) -> tuple[FloatArray, FloatArray]:
@@ -279,13 +334,13 @@ class EmbeddingTopicClassifier:
 
     def out_of_fold_scores(
         self,
-        embeddings: npt.ArrayLike,
+        inputs: npt.ArrayLike,
         y: npt.NDArray[np.int8],
         groups: npt.ArrayLike | None = None,
     ) -> FloatArray:
         """Scores of each training row from a model that did not see it (threshold tuning);
         rows sharing a ``groups`` value (e.g. a complaint and its retelling) share a fold."""
-        x = _as_matrix(embeddings)
+        x = self.features(inputs)
         scores = np.zeros(y.shape, dtype=np.float64)
         group_array = None if groups is None else np.asarray(groups)
         for train_index, test_index in cv_folds(len(x), self.cv, self.random_state, group_array):
@@ -295,14 +350,14 @@ class EmbeddingTopicClassifier:
 
     def fit(
         self,
-        embeddings: npt.ArrayLike,
+        inputs: npt.ArrayLike,
         topics: Sequence[Sequence[str]],
         *,
         labels: Sequence[str] | None = None,
         thresholds: npt.ArrayLike | None = None,
     ) -> Self:
         """``topics``: topic ids per text; ``labels`` fixes column order; thresholds from CV."""
-        x = _as_matrix(embeddings)
+        x = self.features(inputs)
         self.labels_ = (
             list(labels) if labels is not None else sorted({t for ts in topics for t in ts})
         )
@@ -313,27 +368,32 @@ class EmbeddingTopicClassifier:
                 f"no training example for topic(s) {missing}; add examples or drop them"
             )
         if thresholds is None:
-            self.thresholds_ = best_thresholds(y, self.out_of_fold_scores(x, y))
+            self.thresholds_ = best_thresholds(y, self.out_of_fold_scores(inputs, y))
         else:
             self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
         self.weights_, self.biases_ = self._fit_weights(x, y)
         return self
 
-    def predict_proba(self, embeddings: npt.ArrayLike) -> FloatArray:
+    def predict_proba(self, inputs: npt.ArrayLike) -> FloatArray:
         """Per-topic scores in [0, 1] (not mutually exclusive), columns in ``labels_`` order."""
-        return np.asarray(expit(_as_matrix(embeddings) @ self.weights_ + self.biases_))
+        return np.asarray(expit(self.features(inputs) @ self.weights_ + self.biases_))
 
-    def predict(self, embeddings: npt.ArrayLike) -> npt.NDArray[np.int8]:
-        return (self.predict_proba(embeddings) >= self.thresholds_).astype(np.int8)
+    def predict(self, inputs: npt.ArrayLike) -> npt.NDArray[np.int8]:
+        return (self.predict_proba(inputs) >= self.thresholds_).astype(np.int8)
 
     def save(self, directory: Path) -> None:
-        config = {"kind": self.kind, "params": self.get_params(), "labels": self.labels_}
+        config: dict[str, Any] = {
+            "format_version": self._format_version(),
+            "kind": self.kind,
+            "params": self.get_params(),
+            "labels": self.labels_,
+        }
         arrays = {"weights": self.weights_, "biases": self.biases_, "thresholds": self.thresholds_}
         _write(directory, config, arrays)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        config, arrays = _read(Path(directory), cls.kind)
+        config, arrays = _read(Path(directory), cls.kind, max_version=LAYERED_FORMAT_VERSION)
         model = cls(**config["params"])
         model.labels_ = list(config["labels"])
         model.weights_ = arrays["weights"]
@@ -350,18 +410,36 @@ def _script_groups(texts: Sequence[str]) -> npt.NDArray[np.bool_]:
     return np.asarray([dominant_script(text) == "Latn" for text in texts], dtype=bool)
 
 
-def _split_inputs(inputs: EmbeddingsAndTexts) -> tuple[FloatArray, list[str]]:
+def _split_inputs(
+    inputs: EmbeddingsAndTexts, *, layered: bool = False
+) -> tuple[npt.NDArray[np.floating[Any]], list[str]]:
+    """``(embeddings, texts)`` checked; with ``layered``, ``(pooled layers, texts)``."""
+    kind = "layers+text" if layered else "embedding+text"
     if not isinstance(inputs, tuple) or len(inputs) != 2:
         raise TypeError(
-            "an 'embedding+text' head takes a tuple (embeddings, texts); "
+            f"an '{kind}' head takes a tuple ({kind.replace('+', ', ')}s); "
             "got " + type(inputs).__name__
         )
-    embeddings, texts = inputs
-    matrix = _as_matrix(embeddings)
+    encoded, texts = inputs
+    array = np.asarray(encoded) if layered else _as_matrix(encoded)
     texts = list(texts)
-    if len(texts) != matrix.shape[0]:
-        raise ValueError(f"{matrix.shape[0]} embeddings for {len(texts)} texts")
-    return matrix, texts
+    if len(texts) != array.shape[0]:
+        raise ValueError(f"{array.shape[0]} embeddings for {len(texts)} texts")
+    return array, texts
+
+
+class PairedInputs:
+    """An ensemble of an embedding head and a text head reads ``(encoded, texts)``, where
+    ``encoded`` is what its embedding member reads (embeddings or pooled layers)."""
+
+    embedding_head: EncoderInputs
+
+    @property
+    def input_kind(self) -> str:
+        return f"{self.embedding_head.input_kind}+text"
+
+    def _split(self, inputs: EmbeddingsAndTexts) -> tuple[npt.NDArray[np.floating[Any]], list[str]]:
+        return _split_inputs(inputs, layered=self.embedding_head.input_kind == "layers")
 
 
 def _load_member(directory: Path, kind: str) -> Any:
@@ -491,7 +569,7 @@ def _check_weight(name: str, value: object) -> float:
 
 
 @register_model_kind
-class EnsembleSentimentClassifier:
+class EnsembleSentimentClassifier(PairedInputs):
     """Log-linear pool of an embedding head and a char n-gram head, weighted per script.
 
     ``p ∝ exp((w·log p_embedding + (1 − w)·log p_text) / T)`` with ``w`` = ``arabic_weight``
@@ -502,7 +580,7 @@ class EnsembleSentimentClassifier:
     """
 
     kind: ClassVar[str] = "ensemble-sentiment"
-    input_kind: ClassVar[str] = "embedding+text"
+    embedding_head: EmbeddingSentimentClassifier
 
     def __init__(
         self,
@@ -548,7 +626,7 @@ class EnsembleSentimentClassifier:
     def member_log_proba(self, inputs: EmbeddingsAndTexts) -> tuple[FloatArray, FloatArray]:
         """Each member's log-probabilities (lets a trainer search weights without refitting)."""
         self._check_members()
-        embeddings, texts = _split_inputs(inputs)
+        embeddings, texts = self._split(inputs)
         eps = 1e-9
         log_embedding = np.log(self.embedding_head.predict_proba(embeddings) + eps)
         log_text = np.log(np.asarray(self.text_head.predict_proba(texts)) + eps)
@@ -651,14 +729,14 @@ class EnsembleSentimentClassifier:
 
 
 @register_model_kind
-class EnsembleTopicClassifier:
+class EnsembleTopicClassifier(PairedInputs):
     """Weighted mean of an embedding topic head's and a char n-gram topic head's scores.
 
     Thresholds are the ensemble's own (tuned by the trainer on out-of-fold scores).
     """
 
     kind: ClassVar[str] = "ensemble-topics"
-    input_kind: ClassVar[str] = "embedding+text"
+    embedding_head: EmbeddingTopicClassifier
 
     def __init__(
         self,
@@ -685,7 +763,7 @@ class EnsembleTopicClassifier:
     def predict_proba(self, inputs: EmbeddingsAndTexts) -> FloatArray:
         if list(self.text_head.labels_) != self.labels_:
             raise ValueError("members disagree on topic labels / column order")
-        embeddings, texts = _split_inputs(inputs)
+        embeddings, texts = self._split(inputs)
         return np.asarray(
             self.weight * self.embedding_head.predict_proba(embeddings)
             + (1.0 - self.weight) * np.asarray(self.text_head.predict_proba(texts))

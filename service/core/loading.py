@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 
 class ServedEncoder:
-    """The encoder as the pipeline sees it: `encode` plus a version for analyses' provenance."""
+    """The encoder as the pipeline sees it: `encode` / `encode_layers` plus a version for
+    analyses' provenance."""
 
     def __init__(self, backend: Any, version: str) -> None:
         self.backend = backend
@@ -26,6 +27,9 @@ class ServedEncoder:
 
     def encode(self, texts: Any, batch_size: int = DEFAULT_BATCH_SIZE) -> Any:
         return self.backend.encode(texts, batch_size=batch_size)
+
+    def encode_layers(self, texts: Any, batch_size: int = DEFAULT_BATCH_SIZE) -> Any:
+        return self.backend.encode_layers(texts, batch_size=batch_size)
 
 
 def load_encoder(settings: Settings, adapter: str | None = None) -> ServedEncoder | None:

@@ -475,6 +475,48 @@ def test_topic_ensemble_round_trip(topic_set, tmp_path: Path):
     )
 
 
+def _layered(x: np.ndarray, seed: int = 5) -> np.ndarray:
+    """(n, 3, dim) pooled layers where only layer 2 carries the topics; 1 and 3 are noise."""
+    rng = np.random.default_rng(seed)
+    noise = [_unit(rng.normal(size=x.shape)) for _ in range(2)]
+    return np.stack([noise[0], x, noise[1]], axis=1)
+
+
+def test_layered_topic_head_reads_the_layers_it_was_fit_on(topic_set, tmp_path: Path):
+    x, rows, texts = topic_set
+    labels = ["delays", "fees", "praise"]
+    layers = _layered(x)
+    truth = np.asarray([[int(t in r) for t in labels] for r in rows[90:]])
+    last_only = EmbeddingTopicClassifier(cv=3).fit(layers[:90, -1], rows[:90], labels=labels)
+    head = EmbeddingTopicClassifier(cv=3, encoder_layers=(2, 3)).fit(
+        layers[:90], rows[:90], labels=labels
+    )
+    assert head.input_kind == "layers" and last_only.input_kind == "embedding"
+    assert (head.predict(layers[90:]) == truth).mean() > 0.85
+    assert (last_only.predict(layers[90:, -1]) == truth).mean() < 0.75
+    with pytest.raises(ValueError, match="encode_layers"):
+        head.predict_proba(layers[:, -1])
+    with pytest.raises(ValueError, match="out of range"):
+        EmbeddingTopicClassifier(encoder_layers=(4,)).predict_proba(layers)
+
+    head.save(tmp_path / "head")
+    config = json.loads((tmp_path / "head" / "config.json").read_text())
+    assert config["format_version"] == 2 and config["params"]["encoder_layers"] == [2, 3]
+    loaded = EmbeddingTopicClassifier.load(tmp_path / "head")
+    assert loaded.encoder_layers == (2, 3)
+    np.testing.assert_allclose(loaded.predict_proba(layers), head.predict_proba(layers), atol=1e-5)
+
+    text_head = TfidfTopicClassifier(cv=3).fit(texts, rows, labels=labels)
+    model = EnsembleTopicClassifier(head, text_head, weight=0.6)
+    assert model.input_kind == "layers+text"
+    model.save(tmp_path / "ensemble")
+    reloaded = EnsembleTopicClassifier.load(tmp_path / "ensemble")
+    assert reloaded.input_kind == "layers+text"
+    np.testing.assert_allclose(
+        reloaded.predict_proba((layers, texts)), model.predict_proba((layers, texts)), atol=1e-5
+    )
+
+
 def test_tfidf_topic_head_learns_augmented_spellings(topic_set):
     """Augmented copies carry their source row's topics: a spelling seen only there is learnt."""
     _, rows, texts = topic_set

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from models.heads.encoder_heads import (
     LatinLanguageRouter,
 )
 from models.heads.tfidf import TfidfSentimentClassifier
+from models.pipeline import head_inputs
 from models.registry import Registry
 from service.complaints.models import Complaint, LabelCorrection
 from service.core.db import make_engine, make_session_factory, session_scope
@@ -27,7 +29,7 @@ from training.baseline import TAXONOMY
 from training.config import SentimentConfig, TopicsConfig, load_config
 from training.corpora import data_dir, load_corpus, load_seed_topics
 from training.corrections import corrections_frame, load_corrections
-from training.evaluate import EvaluationData, evaluate_topics, head_inputs
+from training.evaluate import EvaluationData, evaluate_topics
 from training.fit import (
     EmbeddingCache,
     arabic_to_arabizi,
@@ -62,11 +64,21 @@ class FakeEncoder:
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         self.calls += 1
+        return self._hashed(texts, salt="")
+
+    def encode_layers(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """12 "layers": trigrams hashed with a salt per layer; the last is `encode`'s."""
+        self.calls += 1
+        salts = [f"layer{i}" for i in range(1, 12)] + [""]
+        return np.stack([self._hashed(texts, salt) for salt in salts], axis=1)
+
+    @staticmethod
+    def _hashed(texts: Sequence[str], salt: str) -> np.ndarray:
         out = np.zeros((len(texts), 64), dtype=np.float32)
         for row, text in enumerate(texts):
             padded = f"  {text}  "
             for i in range(len(padded) - 2):
-                digest = hashlib.md5(padded[i : i + 3].encode()).digest()
+                digest = hashlib.md5((salt + padded[i : i + 3]).encode()).digest()
                 out[row, digest[0] % 64] += 1.0
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
 
@@ -283,16 +295,24 @@ def test_heads_receive_what_their_input_kind_asks_for(frames):
     head = EmbeddingSentimentClassifier().fit(
         np.random.default_rng(0).normal(size=(60, 8)), train["label"].tolist()
     )
+    layers = np.stack([embeddings, embeddings], axis=1)
     assert head_inputs(tfidf, texts, embeddings) == texts
-    assert head_inputs(head, texts, embeddings) is embeddings
-    with pytest.raises(ValueError, match="needs embeddings"):
+    assert head_inputs(head, texts, embeddings, layers) is embeddings
+    with pytest.raises(ValueError, match="needs encoder embedding"):
         head_inputs(head, texts, None)
 
     class Both:
         input_kind = "embedding+text"
 
+    class LayersAndText:
+        input_kind = "layers+text"
+
     pair = head_inputs(Both(), texts, embeddings)
     assert pair[0] is embeddings and pair[1] == texts
+    layered = head_inputs(LayersAndText(), texts, embeddings, layers)
+    assert layered[0] is layers and layered[1] == texts
+    with pytest.raises(ValueError, match="needs encoder layers"):
+        head_inputs(LayersAndText(), texts, embeddings)
 
 
 @pytest.fixture
@@ -382,12 +402,23 @@ def seed() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_tiny_topics_run_trains_on_train_only_and_evaluates(seed, cache, tmp_path, monkeypatch):
+@pytest.mark.parametrize("encoder_layers", [[6, 8, 10, 12], None])
+def test_tiny_topics_run_trains_on_train_only_and_evaluates(
+    seed, cache, tmp_path, monkeypatch, encoder_layers
+):
     monkeypatch.setattr("training.baseline.TAXONOMY", ("delays", "fees", "praise"))
-    config = TopicsConfig(C_grid=[4.0], tfidf_C_grid=[4.0], cv=3, weight_grid=[0.0, 0.5, 1.0])
+    config = TopicsConfig(
+        C_grid=[4.0],
+        tfidf_C_grid=[4.0],
+        cv=3,
+        weight_grid=[0.0, 0.5, 1.0],
+        encoder_layers=encoder_layers,
+    )
     data = load_topics_data(config, cache, seed=seed)
     assert len(data.train) == int((seed["split"] == "train").sum())
+    assert (data.train.layers is None) == (encoder_layers is None)
     model, report = fit_topics(config, data, log=lambda _: None)
+    assert report["embedding_head"]["encoder_layers"] == encoder_layers
     registry = Registry(tmp_path / "registry")
     meta = registry.publish(
         model, task="topics", metrics={"macro_f1": report["cv_macro_f1"]}, primary_metric="macro_f1"
@@ -396,10 +427,51 @@ def test_tiny_topics_run_trains_on_train_only_and_evaluates(seed, cache, tmp_pat
     assert set(breakdown["by_language"]) == {"ar", "fr"}
     assert set(breakdown["by_topic"]) == {"delays", "fees", "praise"}
     loaded, _ = registry.load("topics", meta.version)
+    assert loaded.input_kind.startswith("embedding" if encoder_layers is None else "layers")
     evaluation = evaluate_topics(loaded, EvaluationData(cache, _seed=seed))
     assert evaluation["macro_f1"] > 0.8
     assert set(evaluation["test"]["per_language"]) == {"ar", "fr"}
     assert evaluation["test"]["overall"]["n"] == int((seed["split"] == "test").sum())
+
+
+def test_training_gates_promotion_on_scores_computed_here_not_stored_ones(
+    seed, cache, tmp_path, monkeypatch
+):
+    """int8 encoders score differently on different CPUs: the served version's stored score
+    (here made stale on purpose) must not decide a promotion, nor fill the side-by-side."""
+    from training.cli import train_task
+
+    monkeypatch.setattr("training.baseline.TAXONOMY", ("delays", "fees", "praise"))
+    registry = Registry(tmp_path / "registry")
+    data = EvaluationData(cache, data_dir=tmp_path / "no-corpora", _seed=seed)
+    tiny = {"tfidf_C_grid": [4.0], "cv": 3, "weight_grid": [0.0, 0.5, 1.0]}
+    good = TopicsConfig(C_grid=[4.0], negatives_per_corpus=0, **tiny)
+    _, served_metrics, served = train_task("topics", good, registry=registry, data=data)
+    assert served is not None and registry.promoted_version("topics") == served.version
+    directory = registry.path("topics", served.version)
+    for name in ("meta.json", "evaluation.json"):
+        stale = json.loads((directory / name).read_text())
+        (stale["metrics"] if name == "meta.json" else stale)["macro_f1"] = 0.0
+        (directory / name).write_text(json.dumps(stale))
+
+    # a worse candidate: the same test rows, train rows with shuffled topics
+    noisy = seed.copy()
+    train_rows = np.flatnonzero(noisy["split"] == "train")
+    shuffled = np.random.default_rng(0).permutation(train_rows)
+    noisy.loc[train_rows, "topics"] = pd.Series(
+        noisy.loc[shuffled, "topics"].to_numpy(), train_rows
+    )
+    noisy_data = EvaluationData(cache, data_dir=tmp_path / "no-corpora", _seed=noisy)
+    time.sleep(1.1)  # versions are named by the second
+    _, metrics, candidate = train_task("topics", good, registry=registry, data=noisy_data)
+    assert candidate is not None
+    assert metrics["macro_f1"] < served_metrics["macro_f1"]
+    assert registry.promoted_version("topics") == served.version
+    side_by_side = (registry.path("topics", candidate.version) / "evaluation.md").read_text()
+    assert (
+        f"| overall | macro_f1 | {metrics['macro_f1']:.3f} | {served_metrics['macro_f1']:.3f}"
+        in (side_by_side)
+    )
 
 
 CHATTER = ["match dyal lbarca lyoum", "film jdid f cinema", "chta kat7 f lbhar", "l3id mabrouk"]
@@ -422,7 +494,8 @@ def test_negatives_are_fit_on_but_topic_f1_and_cuts_come_from_complaints(seed, c
         data = load_topics_data(config, cache, seed=seed, negatives=negatives)
         model, report = fit_topics(config, data, log=lambda _: None)
         texts = prepare_texts(held_out["text"].tolist())
-        inputs = head_inputs(model, texts, cache.get("held-out-chatter", texts))
+        layers = cache.get_layers("held-out-chatter", texts)
+        inputs = head_inputs(model, texts, layers[:, -1], layers)
         tagged[negatives is None] = float(np.asarray(model.predict(inputs)).any(axis=1).mean())
         # the negatives' variety is not a variety of the seed set: never scored for F1
         assert set(report["cv_breakdown"]["by_language"]) == {"ar", "fr"}
