@@ -69,6 +69,31 @@ def comparison_versions(
     return {"previous": previous if previous != baseline else None, "baseline": baseline}
 
 
+def scorable_here(registry: Registry, task: str, version: str, data: EvaluationData) -> bool:
+    """True when this run can feed `version`'s heads: they read text, or this run's encoder."""
+    reads_encoder, adapter = encoder_of(registry.load_meta(task, version))
+    return not reads_encoder or adapter == data.cache.adapter
+
+
+def versus_served(
+    registry: Registry, task: str, model: Any, data: EvaluationData
+) -> dict[str, Any] | None:
+    """`model` against the served version on every target group, paired on the same test rows
+    (``training.evaluate.paired_deltas``); None when nothing is served that this run can score."""
+    from training.evaluate import paired_deltas, target_group_rows
+
+    served_version = registry.promoted_version(task)
+    if served_version is None or not scorable_here(registry, task, served_version, data):
+        return None
+    served, _ = registry.load(task, served_version)
+    if list(served.labels_) != list(model.labels_):
+        return None
+    groups = paired_deltas(
+        task, target_group_rows(model, task, data), target_group_rows(served, task, data)
+    )
+    return {"version": served_version, "groups": groups}
+
+
 def evaluation_of(
     registry: Registry, task: str, version: str, data: EvaluationData
 ) -> dict[str, Any]:
@@ -78,9 +103,8 @@ def evaluation_of(
     stored evaluation (if computed by this code version), else one on this run's encoder."""
     from training.evaluate import EVALUATION_VERSIONS
 
-    reads_encoder, adapter = encoder_of(registry.load_meta(task, version))
     stored = registry.path(task, version) / reports.EVALUATION_JSON
-    if reads_encoder and adapter != data.cache.adapter and stored.is_file():
+    if not scorable_here(registry, task, version, data) and stored.is_file():
         payload: dict[str, Any] = json.loads(stored.read_text(encoding="utf-8"))
         if payload.get("evaluation_version") == EVALUATION_VERSIONS[task]:
             payload.pop("compared_with", None)
@@ -296,6 +320,16 @@ def train_task(
     if not publish:
         return model, metrics, None
     others, other_versions = compare(registry, task, None, data)
+    paired = versus_served(registry, task, model, data)
+    if paired is not None:
+        metrics["versus_served"] = paired
+        for row in paired["groups"]:
+            low, high = row["ci95"]
+            _say(
+                f"vs served {paired['version']}: {row['group']} {row['delta']:+.4f} "
+                f"(95% paired bootstrap {low:+.3f} to {high:+.3f}, n = {row['n']})"
+                + (" WORSE" if row["worse"] else "")
+            )
     version = f"{model.kind}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     evaluation_md = reports.evaluation_markdown(
         task, version, evaluation, others, other_versions, []
@@ -322,17 +356,29 @@ def train_task(
         encoding="utf-8",
     )
     # the registry's gate reads the scores stored at publication, possibly on another CPU;
-    # this one compares the candidate with the served version as both scored here
+    # these compare the candidate with the served version as both are scored here
     primary = PRIMARY[task]
     served = others.get("previous")
     served_score: float | None = None
     if served is not None and other_versions["previous"] == registry.promoted_version(task):
         served_score = float(served[primary])
-    if promote and not force and served_score is not None and evaluation[primary] < served_score:
+    refusals = []
+    if served_score is not None and evaluation[primary] < served_score:
+        refusals.append(
+            f"{primary} {evaluation[primary]:.4f} < {served_score:.4f} for the served "
+            f"{other_versions['previous']} on this machine"
+        )
+    # a mean can rise while one variety falls: no target group may fall beyond resampling noise
+    worse = [row["group"] for row in (paired or {}).get("groups", []) if row["worse"]]
+    if paired is not None and worse:
+        refusals.append(
+            f"worse than the served {paired['version']} on {', '.join(worse)} (95% paired "
+            "bootstrap interval below zero)"
+        )
+    if promote and not force and refusals:
         _say(
-            f"published {task}/{meta.version} but did not promote it: {primary} "
-            f"{evaluation[primary]:.4f} < {served_score:.4f} for the served "
-            f"{other_versions['previous']} on this machine (--force to promote anyway)"
+            f"published {task}/{meta.version} but did not promote it: {'; '.join(refusals)} "
+            "(--force to promote anyway)"
         )
         promote = False
     if promote:

@@ -275,6 +275,124 @@ def evaluate_topics(model: Any, data: EvaluationData) -> dict[str, Any]:
     }
 
 
+# A target group's gold labels and a model's predictions, row by row (for paired tests).
+GroupRows = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def target_group_rows(model: Any, task: str, data: EvaluationData) -> GroupRows:
+    """Each target group's truth and `model`'s predictions, rows in a fixed order, so that two
+    versions can be compared row by row (``paired_deltas``)."""
+    labels = list(model.labels_)
+    if task == "topics":
+        test, predicted, _ = predict_seed_test_topics(model, data)
+        truth = indicator(test["topics"], labels)
+        rows: GroupRows = {"overall": (truth, predicted)}
+        for language, group in test.groupby("language"):
+            index = test.index.get_indexer(group.index)
+            rows[f"per_language/{language}"] = (truth[index], predicted[index])
+        return rows
+    wanted = {group for group, _, _ in SENTIMENT_TARGETS}
+    frames = data.frames
+    proba_by_corpus: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
+    rows = {}
+    for group, frame in sentiment_groups(frames):
+        if group not in wanted:
+            continue
+        corpus = group.split("/")[0]
+        if corpus not in proba_by_corpus:
+            test = frames[corpus][frames[corpus]["split"] == "test"]
+            proba = data.proba(model, f"{corpus}-test", test["text"].tolist())
+            proba_by_corpus[corpus] = (test, proba)
+        test, proba = proba_by_corpus[corpus]
+        index = test.index.get_indexer(frame.index)
+        rows[group] = (frame["label"].to_numpy(), _labels_of(proba[index], labels))
+    return rows
+
+
+def _one_hot(truth: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indicator matrices over the gold label set (topic rows already are indicators)."""
+    if truth.ndim == 2:
+        return truth.astype(np.float64), predicted.astype(np.float64)
+    classes = np.asarray(sorted(set(truth.tolist())), dtype=object)
+    as_objects = (truth.astype(object), predicted.astype(object))
+    gold, guess = (
+        (values[:, None] == classes[None, :]).astype(np.float64) for values in as_objects
+    )
+    return gold, guess
+
+
+def weighted_f1_scores(
+    truth: np.ndarray, predicted: np.ndarray, row_weights: np.ndarray, average: str
+) -> np.ndarray:
+    """F1 (``macro`` or ``weighted`` over the gold labels, zero where undefined, as
+    scikit-learn's ``zero_division=0``) for each row of `row_weights` (resamples x rows):
+    one matrix product scores every bootstrap resample at once."""
+    gold, guess = _one_hot(truth, predicted)
+    true_positive = row_weights @ (gold * guess)
+    false_positive = row_weights @ ((1.0 - gold) * guess)
+    false_negative = row_weights @ (gold * (1.0 - guess))
+    denominator = 2 * true_positive + false_positive + false_negative
+    per_label = np.divide(
+        2 * true_positive, denominator, out=np.zeros_like(denominator), where=denominator > 0
+    )
+    if average == "macro":
+        return np.asarray(per_label.mean(axis=1))
+    support = row_weights @ gold
+    total = support.sum(axis=1)
+    weighted = (per_label * support).sum(axis=1)
+    return np.divide(weighted, total, out=np.zeros_like(total), where=total > 0)
+
+
+def target_average(task: str, group: str) -> str:
+    """How the targets table averages F1 over labels for `group`."""
+    if task == "topics":
+        return "macro"
+    metric = next(m for g, m, _ in SENTIMENT_TARGETS if g == group)
+    return "weighted" if metric == "weighted_f1" else "macro"
+
+
+def paired_deltas(
+    task: str,
+    candidate: GroupRows,
+    served: GroupRows,
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Per target group: the candidate's score minus the served version's on the same rows,
+    with a 95% paired bootstrap interval; ``worse`` when the whole interval is below zero, i.e.
+    a drop that resampling the test rows does not explain. A mean can rise while one language
+    falls: this keeps a variety from hiding behind it."""
+    rng = np.random.default_rng(seed)
+    report = []
+    for group, (truth, predicted) in candidate.items():
+        if group not in served:
+            continue
+        served_truth, served_predicted = served[group]
+        if not np.array_equal(truth, served_truth):
+            raise ValueError(f"{group}: the two versions were scored on different rows")
+        n = len(truth)
+        drawn = rng.integers(0, n, size=(resamples, n))
+        counts = np.zeros((resamples + 1, n))
+        np.add.at(counts, (np.repeat(np.arange(resamples), n), drawn.ravel()), 1.0)
+        counts[-1] = 1.0  # the last "resample" is the test set itself
+        average = target_average(task, group)
+        deltas = weighted_f1_scores(truth, predicted, counts, average) - weighted_f1_scores(
+            truth, served_predicted, counts, average
+        )
+        low, high = np.percentile(deltas[:-1], [2.5, 97.5])
+        report.append(
+            {
+                "group": group,
+                "n": n,
+                "delta": _round(deltas[-1]),
+                "ci95": [_round(low), _round(high)],
+                "worse": bool(high < 0),
+            }
+        )
+    return report
+
+
 def off_domain_tagging(model: Any, data: EvaluationData, thresholds: np.ndarray) -> dict[str, Any]:
     """Share of general tweets given at least one topic: false themes a dashboard would show.
 

@@ -467,11 +467,103 @@ def test_training_gates_promotion_on_scores_computed_here_not_stored_ones(
     assert candidate is not None
     assert metrics["macro_f1"] < served_metrics["macro_f1"]
     assert registry.promoted_version("topics") == served.version
+    paired = metrics["versus_served"]
+    assert paired["version"] == served.version
+    by_group = {row["group"]: row for row in paired["groups"]}
+    assert set(by_group) == {"overall", "per_language/ar", "per_language/fr"}
+    overall = by_group["overall"]
+    assert overall["delta"] == pytest.approx(
+        metrics["macro_f1"] - served_metrics["macro_f1"], abs=1e-3
+    )
+    assert overall["worse"] and overall["ci95"][1] < 0
     side_by_side = (registry.path("topics", candidate.version) / "evaluation.md").read_text()
     assert (
         f"| overall | macro_f1 | {metrics['macro_f1']:.3f} | {served_metrics['macro_f1']:.3f}"
         in (side_by_side)
     )
+
+
+def test_a_variety_that_falls_blocks_promotion_even_when_the_mean_holds(
+    seed, cache, tmp_path, monkeypatch
+):
+    from training import evaluate
+    from training.cli import train_task
+
+    monkeypatch.setattr("training.baseline.TAXONOMY", ("delays", "fees", "praise"))
+    registry = Registry(tmp_path / "registry")
+    data = EvaluationData(cache, data_dir=tmp_path / "no-corpora", _seed=seed)
+    config = TopicsConfig(
+        C_grid=[4.0], tfidf_C_grid=[4.0], cv=3, weight_grid=[0.0, 0.5], negatives_per_corpus=0
+    )
+    _, _, served = train_task("topics", config, registry=registry, data=data)
+    assert served is not None
+
+    real = evaluate.paired_deltas
+
+    def fr_falls(*args, **kwargs):
+        rows = real(*args, **kwargs)
+        for row in rows:
+            if row["group"] == "per_language/fr":
+                row.update(delta=-0.2, ci95=[-0.3, -0.1], worse=True)
+        return rows
+
+    monkeypatch.setattr(evaluate, "paired_deltas", fr_falls)
+    for force in (False, True):
+        time.sleep(1.1)  # versions are named by the second
+        _, metrics, candidate = train_task(
+            "topics", config, registry=registry, data=data, force=force
+        )
+        assert candidate is not None
+        by_group = {row["group"]: row for row in metrics["versus_served"]["groups"]}
+        assert by_group["overall"]["delta"] == 0 and not by_group["overall"]["worse"]
+        promoted = registry.promoted_version("topics")
+        assert promoted == (candidate.version if force else served.version)
+
+
+def test_bootstrap_f1_matches_scikit_learn_on_every_resample():
+    from sklearn.metrics import f1_score
+
+    from training.evaluate import weighted_f1_scores
+
+    rng = np.random.default_rng(1)
+    labels = rng.choice(["negative", "neutral", "positive"], size=60)
+    guesses = rng.choice(["negative", "neutral", "positive"], size=60)
+    topics, topic_guesses = rng.random((60, 4)) < 0.3, rng.random((60, 4)) < 0.3
+    for _ in range(5):
+        rows = rng.integers(0, 60, 60)
+        weights = np.bincount(rows, minlength=60)[None, :].astype(float)
+        for average in ("macro", "weighted"):
+            expected = f1_score(
+                labels[rows], guesses[rows], labels=sorted(set(labels)), average=average
+            )
+            got = weighted_f1_scores(labels, guesses, weights, average)[0]
+            assert got == pytest.approx(expected)
+        expected = f1_score(topics[rows], topic_guesses[rows], average="macro", zero_division=0)
+        assert weighted_f1_scores(topics, topic_guesses, weights, "macro")[0] == pytest.approx(
+            expected
+        )
+
+
+def test_paired_deltas_flag_a_group_only_when_resampling_cannot_explain_the_drop():
+    from training.evaluate import paired_deltas
+
+    rng = np.random.default_rng(0)
+    truth = rng.choice(["negative", "neutral", "positive"], size=400)
+
+    def noisy(share_right: float) -> np.ndarray:
+        wrong = rng.random(len(truth)) > share_right
+        return np.where(wrong, rng.choice(["negative", "neutral", "positive"], len(truth)), truth)
+
+    served_en, served_fr = noisy(0.9), noisy(0.8)
+    served = {"umsab_xlm_t/en": (truth, served_en), "umsab_xlm_t/fr": (truth, served_fr)}
+    fr_one_row_off = served_fr.copy()
+    fr_one_row_off[0] = "neutral" if fr_one_row_off[0] != "neutral" else "positive"
+    candidate = {"umsab_xlm_t/en": (truth, noisy(0.6)), "umsab_xlm_t/fr": (truth, fr_one_row_off)}
+    rows = {row["group"]: row for row in paired_deltas("sentiment", candidate, served)}
+    assert rows["umsab_xlm_t/en"]["worse"] and rows["umsab_xlm_t/en"]["delta"] < -0.15
+    assert not rows["umsab_xlm_t/fr"]["worse"] and abs(rows["umsab_xlm_t/fr"]["delta"]) < 0.01
+    with pytest.raises(ValueError, match="different rows"):
+        paired_deltas("sentiment", {"umsab_xlm_t/en": (truth[::-1], served_en)}, served)
 
 
 CHATTER = ["match dyal lbarca lyoum", "film jdid f cinema", "chta kat7 f lbhar", "l3id mabrouk"]
