@@ -43,6 +43,7 @@ from models.heads.tfidf import (
     normalize_all,
 )
 from models.language import dominant_script
+from models.pipeline import reads_layers
 from models.text.normalize import model_input
 from models.text.redact import redact
 from training.config import SentimentConfig, TopicsConfig
@@ -309,7 +310,7 @@ class Split:
     def encoded_for(self, head: Any) -> npt.NDArray[np.float32]:
         """What `head` reads of these rows: the embeddings, or the pooled layers for a head
         fit on several encoder layers."""
-        if not str(getattr(head, "input_kind", "embedding")).startswith("layers"):
+        if not reads_layers(head):
             return self.embeddings
         if self.layers is None:
             raise ValueError(
@@ -891,8 +892,8 @@ def load_topics_data(
     seed = seed if seed is not None else load_seed_topics()
     if not len(seed):
         raise ValueError("no datasets/seed_topics/*.jsonl: nothing to train topics on")
-    layered = config.encoder_layers is not None
-    everything = embed_frame(cache, "seed_topics-all", seed, layered=layered)
+    embed = functools.partial(embed_frame, cache, layered=config.encoder_layers is not None)
+    everything = embed("seed_topics-all", seed)
     train = everything.subset((everything.frame["split"] == "train").to_numpy())
     if config.max_train_rows is not None and len(train) > config.max_train_rows:
         rng = np.random.default_rng(config.seed)
@@ -902,11 +903,9 @@ def load_topics_data(
     n_corrections = 0
     if corrections is not None and len(corrections):
         n_corrections = len(corrections)
-        corrected = embed_frame(cache, "corrections-topics-train", corrections, layered=layered)
-        train = Split.concat([train, corrected])
+        train = Split.concat([train, embed("corrections-topics-train", corrections)])
     if negatives is not None and len(negatives):
-        off_domain = embed_frame(cache, "topic-negatives-train", negatives, layered=layered)
-        train = Split.concat([train, off_domain])
+        train = Split.concat([train, embed("topic-negatives-train", negatives)])
     return TopicsData(train, list(TAXONOMY), n_corrections)
 
 

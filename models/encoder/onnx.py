@@ -206,15 +206,22 @@ class OnnxEncoder(BaseEncoder):
     def _embed(
         self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.float32]:
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        (out,) = self.session_.run(["embeddings"], feeds)
-        return np.asarray(out, dtype=np.float32)
+        return self._run("embeddings", input_ids, attention_mask)
 
     def _embed_layers(
         self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.float32]:
+        return self._run("layers", input_ids, attention_mask)
+
+    def _run(
+        self,
+        output: str,
+        input_ids: npt.NDArray[np.int64],
+        attention_mask: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.float32]:
+        """One named output of the graph, for one padded batch."""
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        (out,) = self.session_.run(["layers"], feeds)
+        (out,) = self.session_.run([output], feeds)
         return np.asarray(out, dtype=np.float32)
 
 

@@ -75,7 +75,7 @@ def _as_matrix(embeddings: npt.ArrayLike) -> FloatArray:
 def _layer_features(layers: npt.ArrayLike, chosen: Sequence[int]) -> FloatArray:
     """Concatenate the chosen layers (1-based, as in the encoder's ``hidden_states``) of an
     (n, layers, dim) pooled-layers array into (n, len(chosen) * dim) features."""
-    array = np.asarray(layers, dtype=np.float64)
+    array = np.asarray(layers)
     if array.ndim != 3:
         raise ValueError(
             f"expected (n_texts, layers, dim) pooled encoder layers, got shape {array.shape}; "
@@ -83,7 +83,9 @@ def _layer_features(layers: npt.ArrayLike, chosen: Sequence[int]) -> FloatArray:
         )
     if not all(1 <= layer <= array.shape[1] for layer in chosen):
         raise ValueError(f"layers {list(chosen)} out of range for {array.shape[1]} encoder layers")
-    return array[:, [layer - 1 for layer in chosen]].reshape(len(array), -1)
+    # select before widening: the pipeline passes all layers, the head reads a few
+    chosen_layers = array[:, [layer - 1 for layer in chosen]]
+    return chosen_layers.reshape(len(array), -1).astype(np.float64)
 
 
 class EncoderInputs:
