@@ -207,9 +207,10 @@ def model_card(
             )
         selection = "dev splits of the training corpora"
     else:
+        member = getattr(model, "embedding_head", model)
         what = (
-            "multi-label topics over the default taxonomy (DESIGN.md §4): one class-balanced "
-            f"logistic regression per topic on {encoder}"
+            "multi-label topics over the default taxonomy (DESIGN.md §4): "
+            f"{member.describe()}, on {encoder}"
         )
         if model.kind == "ensemble-topics":
             what += (

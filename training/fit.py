@@ -32,6 +32,8 @@ from models.heads.encoder_heads import (
     EnsembleTopicClassifier,
     FloatArray,
     LatinLanguageRouter,
+    MlpTopicClassifier,
+    TopicHead,
     fit_temperature,
     topic_indicator,
 )
@@ -1007,11 +1009,33 @@ def shrink_thresholds(thresholds: npt.ArrayLike, shrinkage: float) -> FloatArray
     return np.asarray((1.0 - shrinkage) * values + shrinkage * values.mean())
 
 
+def topic_head_candidates(config: TopicsConfig) -> dict[str, TopicHead]:
+    """The encoder member's candidates, by name, for cross-validation inside train to choose
+    from: one per C for the logistic head, the configured network for the MLP head."""
+    cv, seed, layers = config.cv, config.seed, config.encoder_layers
+    if config.embedding_head == "logistic":
+        return {
+            f"C={c}": EmbeddingTopicClassifier(C=c, cv=cv, random_state=seed, encoder_layers=layers)
+            for c in config.C_grid
+        }
+    mlp = MlpTopicClassifier(
+        hidden=config.mlp_hidden,
+        dropout=config.mlp_dropout,
+        weight_decay=config.mlp_weight_decay,
+        learning_rate=config.mlp_learning_rate,
+        epochs=config.mlp_epochs,
+        cv=cv,
+        random_state=seed,
+        encoder_layers=layers,
+    )
+    return {f"hidden={config.mlp_hidden}": mlp}
+
+
 def fit_topics(
     config: TopicsConfig, data: TopicsData, log: Log = log_to_stderr
 ) -> tuple[Any, dict[str, Any]]:
-    """Embedding topic head (C by cross-validation inside train), optionally pooled with the
-    char n-gram head (weight and thresholds from the same out-of-fold scores)."""
+    """Encoder topic head (candidates compared by cross-validation inside train), optionally
+    pooled with the char n-gram head (weight and thresholds from the same out-of-fold scores)."""
     started = time.perf_counter()
     labels = data.labels
     y = topic_indicator(data.train.frame["topics"].tolist(), labels)
@@ -1030,27 +1054,25 @@ def fit_topics(
         languages = data.train.frame["language"].astype(str).tolist()
         groups = pairing_groups(x, languages, config.pair_threshold)
         log(f"topics cv: {len(x) - len(set(groups.tolist()))} rows grouped with a retelling")
-    by_c: dict[str, float] = {}
-    oof: dict[float, FloatArray] = {}
-    for c in config.C_grid:
-        head = EmbeddingTopicClassifier(
-            C=c, cv=config.cv, random_state=config.seed, encoder_layers=layers
-        )
-        oof[c] = head.out_of_fold_scores(data.train.encoded_for(head), y, groups=groups)
-        by_c[str(c)] = round(cv_score(oof[c])[0], 4)
-        log(f"embedding topics C={c}: cv macro-F1 {by_c[str(c)]:.4f}")
-    best_c = max(config.C_grid, key=lambda c: by_c[str(c)])
-    cv_head, thresholds = cv_score(oof[best_c])
+    candidates = topic_head_candidates(config)
+    by_candidate: dict[str, float] = {}
+    oof: dict[str, FloatArray] = {}
+    for name, candidate in candidates.items():
+        inputs = data.train.encoded_for(candidate)
+        oof[name] = candidate.out_of_fold_scores(inputs, y, groups=groups)
+        by_candidate[name] = round(cv_score(oof[name])[0], 4)
+        log(f"{candidate.kind} {name}: cv macro-F1 {by_candidate[name]:.4f}")
+    best = max(candidates, key=lambda name: by_candidate[name])
+    cv_head, thresholds = cv_score(oof[best])
     thresholds = shrink_thresholds(thresholds, config.threshold_shrinkage)
-    head = EmbeddingTopicClassifier(
-        C=best_c, cv=config.cv, random_state=config.seed, encoder_layers=layers
-    )
+    head = candidates[best]
     topics = data.train.frame["topics"].tolist()
     head.fit(data.train.encoded_for(head), topics, labels=labels, thresholds=thresholds)
     report: dict[str, Any] = {
         "embedding_head": {
-            "C": best_c,
-            "cv_macro_f1_by_C": by_c,
+            "kind": head.kind,
+            "params": head.get_params(),
+            "cv_macro_f1_by_candidate": by_candidate,
             "encoder_layers": layers,
         },
         "cv_grouped_rows": 0 if groups is None else len(groups) - len(set(groups.tolist())),
@@ -1072,7 +1094,7 @@ def fit_topics(
         by_weight: dict[str, float] = {}
         best_weight, best_score, best_thresholds_ = 1.0, -1.0, thresholds
         for weight in config.weight_grid:
-            pooled = weight * oof[best_c] + (1.0 - weight) * text_oof[text_c]
+            pooled = weight * oof[best] + (1.0 - weight) * text_oof[text_c]
             score, pooled_thresholds = cv_score(pooled)
             by_weight[str(weight)] = round(score, 4)
             if score > best_score:
@@ -1100,9 +1122,9 @@ def fit_topics(
             model = EnsembleTopicClassifier(
                 head, text_head, best_weight, [float(t) for t in best_thresholds_]
             )
-    chosen_scores, chosen_thresholds = oof[best_c], thresholds
+    chosen_scores, chosen_thresholds = oof[best], thresholds
     if isinstance(model, EnsembleTopicClassifier):
-        chosen_scores = model.weight * oof[best_c] + (1.0 - model.weight) * text_oof[text_c]
+        chosen_scores = model.weight * oof[best] + (1.0 - model.weight) * text_oof[text_c]
         chosen_thresholds = best_thresholds_
     languages = (
         data.train.frame["language"].astype(str).tolist()

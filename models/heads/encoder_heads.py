@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from safetensors.numpy import load_file, save_file
 from scipy.optimize import minimize_scalar
-from scipy.special import expit, log_softmax, softmax
+from scipy.special import erf, expit, log_softmax, softmax
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
@@ -290,12 +290,105 @@ def topic_indicator(topics: Sequence[Sequence[str]], labels: Sequence[str]) -> n
     return matrix
 
 
+class TopicHead(EncoderInputs):
+    """What the multi-label topic heads share: per-topic thresholds tuned on out-of-fold scores
+    of the training data (``cv`` folds, so the test split is never looked at and a small seed
+    set needs no dev split), fit / predict / save / load. A subclass says how its weights are
+    fit (``_fit_arrays``) and how they score (``_scores``); inference is numpy only."""
+
+    kind: ClassVar[str]
+    cv: int
+    random_state: int
+
+    def get_params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """What the head is, in a phrase, for model cards."""
+        raise NotImplementedError
+
+    def _fit_arrays(
+        self, x: FloatArray, y: npt.NDArray[np.int8], seed: int
+    ) -> dict[str, FloatArray]:
+        raise NotImplementedError
+
+    def _scores(self, arrays: dict[str, FloatArray], x: FloatArray) -> FloatArray:
+        raise NotImplementedError
+
+    def out_of_fold_scores(
+        self,
+        inputs: npt.ArrayLike,
+        y: npt.NDArray[np.int8],
+        groups: npt.ArrayLike | None = None,
+    ) -> FloatArray:
+        """Scores of each training row from a model that did not see it (threshold tuning);
+        rows sharing a ``groups`` value (e.g. a complaint and its retelling) share a fold."""
+        x = self.features(inputs)
+        scores = np.zeros(y.shape, dtype=np.float64)
+        group_array = None if groups is None else np.asarray(groups)
+        folds = cv_folds(len(x), self.cv, self.random_state, group_array)
+        for fold, (train_index, test_index) in enumerate(folds):
+            arrays = self._fit_arrays(x[train_index], y[train_index], self.random_state + fold)
+            scores[test_index] = self._scores(arrays, x[test_index])
+        return scores
+
+    def fit(
+        self,
+        inputs: npt.ArrayLike,
+        topics: Sequence[Sequence[str]],
+        *,
+        labels: Sequence[str] | None = None,
+        thresholds: npt.ArrayLike | None = None,
+    ) -> Self:
+        """``topics``: topic ids per text; ``labels`` fixes column order; thresholds from CV."""
+        x = self.features(inputs)
+        self.labels_ = (
+            list(labels) if labels is not None else sorted({t for ts in topics for t in ts})
+        )
+        y = topic_indicator(topics, self.labels_)
+        missing = [label for label, n in zip(self.labels_, y.sum(axis=0), strict=True) if not n]
+        if missing:
+            raise ValueError(
+                f"no training example for topic(s) {missing}; add examples or drop them"
+            )
+        if thresholds is None:
+            self.thresholds_ = best_thresholds(y, self.out_of_fold_scores(inputs, y))
+        else:
+            self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
+        self.arrays_ = self._fit_arrays(x, y, self.random_state)
+        return self
+
+    def predict_proba(self, inputs: npt.ArrayLike) -> FloatArray:
+        """Per-topic scores in [0, 1] (not mutually exclusive), columns in ``labels_`` order."""
+        x = self.features(inputs)  # a wrong input shape is reported before anything else
+        return self._scores(self.arrays_, x)
+
+    def predict(self, inputs: npt.ArrayLike) -> npt.NDArray[np.int8]:
+        return (self.predict_proba(inputs) >= self.thresholds_).astype(np.int8)
+
+    def save(self, directory: Path) -> None:
+        config: dict[str, Any] = {
+            "format_version": self._format_version(),
+            "kind": self.kind,
+            "params": self.get_params(),
+            "labels": self.labels_,
+        }
+        _write(directory, config, {**self.arrays_, "thresholds": self.thresholds_})
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        config, arrays = _read(Path(directory), cls.kind, max_version=LAYERED_FORMAT_VERSION)
+        model = cls(**config["params"])
+        model.labels_ = list(config["labels"])
+        model.thresholds_ = arrays.pop("thresholds")
+        model.arrays_ = arrays
+        return model
+
+
 @register_model_kind
-class EmbeddingTopicClassifier(EncoderInputs):
+class EmbeddingTopicClassifier(TopicHead):
     """Multi-label topics: one class-balanced logistic regression per topic on embeddings.
 
-    Per-topic thresholds are tuned on out-of-fold scores of the training data (``cv`` folds),
-    so the test split is never looked at and no dev split is needed for a small seed set.
     With ``encoder_layers`` it reads pooled encoder layers (see ``EncoderInputs``).
     """
 
@@ -324,7 +417,12 @@ class EmbeddingTopicClassifier(EncoderInputs):
             **self._encoder_params(),
         }
 
-    def _fit_weights(self, x: FloatArray, y: npt.NDArray[np.int8]) -> tuple[FloatArray, FloatArray]:
+    def describe(self) -> str:
+        return "one class-balanced logistic regression per topic"
+
+    def _fit_arrays(
+        self, x: FloatArray, y: npt.NDArray[np.int8], seed: int
+    ) -> dict[str, FloatArray]:
         weights = np.zeros((x.shape[1], y.shape[1]))
         biases = np.zeros(y.shape[1])
         for column in range(y.shape[1]):
@@ -332,76 +430,123 @@ class EmbeddingTopicClassifier(EncoderInputs):
             model.fit(x, y[:, column])
             weights[:, column] = model.coef_[0]
             biases[column] = model.intercept_[0]
-        return weights, biases
+        return {"weights": weights, "biases": biases}
 
-    def out_of_fold_scores(
-        self,
-        inputs: npt.ArrayLike,
-        y: npt.NDArray[np.int8],
-        groups: npt.ArrayLike | None = None,
-    ) -> FloatArray:
-        """Scores of each training row from a model that did not see it (threshold tuning);
-        rows sharing a ``groups`` value (e.g. a complaint and its retelling) share a fold."""
-        x = self.features(inputs)
-        scores = np.zeros(y.shape, dtype=np.float64)
-        group_array = None if groups is None else np.asarray(groups)
-        for train_index, test_index in cv_folds(len(x), self.cv, self.random_state, group_array):
-            weights, biases = self._fit_weights(x[train_index], y[train_index])
-            scores[test_index] = expit(x[test_index] @ weights + biases)
-        return scores
+    def _scores(self, arrays: dict[str, FloatArray], x: FloatArray) -> FloatArray:
+        return np.asarray(expit(x @ arrays["weights"] + arrays["biases"]))
 
-    def fit(
+
+def _gelu(x: FloatArray) -> FloatArray:
+    """GELU as torch's default (erf form), so numpy inference equals the trained network."""
+    return np.asarray(0.5 * x * (1.0 + erf(x / np.sqrt(2.0))))
+
+
+@register_model_kind
+class MlpTopicClassifier(TopicHead):
+    """Multi-label topics: one hidden layer shared by every topic, on standardised features.
+
+    Topics share evidence (a queue is a delay, a bribe at the counter is corruption and staff
+    conduct): a shared hidden layer learns it once, where per-topic logistic regressions each
+    learn alone. Trained with torch (AdamW, one-cycle schedule, dropout, BCE weighted by each
+    topic's negatives/positives); predicts with numpy. With ``encoder_layers`` it reads pooled
+    encoder layers (see ``EncoderInputs``).
+    """
+
+    kind: ClassVar[str] = "mlp-topics"
+
+    def __init__(
         self,
-        inputs: npt.ArrayLike,
-        topics: Sequence[Sequence[str]],
-        *,
-        labels: Sequence[str] | None = None,
-        thresholds: npt.ArrayLike | None = None,
-    ) -> Self:
-        """``topics``: topic ids per text; ``labels`` fixes column order; thresholds from CV."""
-        x = self.features(inputs)
-        self.labels_ = (
-            list(labels) if labels is not None else sorted({t for ts in topics for t in ts})
+        hidden: int = 256,
+        dropout: float = 0.3,
+        weight_decay: float = 1e-2,
+        learning_rate: float = 1e-3,
+        epochs: int = 30,
+        batch_size: int = 64,
+        cv: int = 5,
+        random_state: int = 0,
+        encoder_layers: Sequence[int] | None = None,
+    ):
+        self.hidden = hidden
+        self.dropout = dropout
+        self.weight_decay = weight_decay
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.cv = cv
+        self.random_state = random_state
+        self.encoder_layers = tuple(encoder_layers) if encoder_layers else None
+
+    def describe(self) -> str:
+        return (
+            f"a network with one hidden layer of {self.hidden} GELU units shared by every topic "
+            f"(standardised inputs, dropout {self.dropout}, {self.epochs} epochs, BCE weighted "
+            "by each topic's rarity)"
         )
-        y = topic_indicator(topics, self.labels_)
-        missing = [label for label, n in zip(self.labels_, y.sum(axis=0), strict=True) if not n]
-        if missing:
-            raise ValueError(
-                f"no training example for topic(s) {missing}; add examples or drop them"
-            )
-        if thresholds is None:
-            self.thresholds_ = best_thresholds(y, self.out_of_fold_scores(inputs, y))
-        else:
-            self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
-        self.weights_, self.biases_ = self._fit_weights(x, y)
-        return self
 
-    def predict_proba(self, inputs: npt.ArrayLike) -> FloatArray:
-        """Per-topic scores in [0, 1] (not mutually exclusive), columns in ``labels_`` order."""
-        return np.asarray(expit(self.features(inputs) @ self.weights_ + self.biases_))
-
-    def predict(self, inputs: npt.ArrayLike) -> npt.NDArray[np.int8]:
-        return (self.predict_proba(inputs) >= self.thresholds_).astype(np.int8)
-
-    def save(self, directory: Path) -> None:
-        config: dict[str, Any] = {
-            "format_version": self._format_version(),
-            "kind": self.kind,
-            "params": self.get_params(),
-            "labels": self.labels_,
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "hidden": self.hidden,
+            "dropout": self.dropout,
+            "weight_decay": self.weight_decay,
+            "learning_rate": self.learning_rate,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "cv": self.cv,
+            "random_state": self.random_state,
+            **self._encoder_params(),
         }
-        arrays = {"weights": self.weights_, "biases": self.biases_, "thresholds": self.thresholds_}
-        _write(directory, config, arrays)
 
-    @classmethod
-    def load(cls, directory: Path) -> Self:
-        config, arrays = _read(Path(directory), cls.kind, max_version=LAYERED_FORMAT_VERSION)
-        model = cls(**config["params"])
-        model.labels_ = list(config["labels"])
-        model.weights_ = arrays["weights"]
-        model.biases_ = arrays["biases"]
-        model.thresholds_ = arrays["thresholds"]
-        return model
+    def _fit_arrays(
+        self, x: FloatArray, y: npt.NDArray[np.int8], seed: int
+    ) -> dict[str, FloatArray]:
+        import torch  # training only: a loaded head predicts with numpy
+
+        mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+        generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        hidden = torch.nn.Linear(x.shape[1], self.hidden)
+        output = torch.nn.Linear(self.hidden, y.shape[1])
+        network = torch.nn.Sequential(
+            torch.nn.Dropout(self.dropout),
+            hidden,
+            torch.nn.GELU(),
+            torch.nn.Dropout(self.dropout),
+            output,
+        )
+        positives = y.sum(axis=0)
+        pos_weight = (len(y) - positives) / np.maximum(positives, 1)
+        loss_of = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight).float())
+        optimizer = torch.optim.AdamW(
+            network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+        )
+        inputs = torch.tensor((x - mean) / scale, dtype=torch.float32)
+        targets = torch.tensor(y, dtype=torch.float32)
+        batches = -(-len(x) // self.batch_size)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=self.learning_rate, total_steps=self.epochs * batches
+        )
+        network.train()
+        for _ in range(self.epochs):
+            order = torch.randperm(len(x), generator=generator)
+            for start in range(0, len(x), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                optimizer.zero_grad()
+                loss_of(network(inputs[rows]), targets[rows]).backward()
+                optimizer.step()
+                schedule.step()
+        return {
+            "mean": mean,
+            "scale": scale,
+            "hidden.weight": hidden.weight.detach().numpy().T.astype(np.float64),
+            "hidden.bias": hidden.bias.detach().numpy().astype(np.float64),
+            "output.weight": output.weight.detach().numpy().T.astype(np.float64),
+            "output.bias": output.bias.detach().numpy().astype(np.float64),
+        }
+
+    def _scores(self, arrays: dict[str, FloatArray], x: FloatArray) -> FloatArray:
+        standardised = (x - arrays["mean"]) / arrays["scale"]
+        hidden = _gelu(standardised @ arrays["hidden.weight"] + arrays["hidden.bias"])
+        return np.asarray(expit(hidden @ arrays["output.weight"] + arrays["output.bias"]))
 
 
 # -- ensembles -----------------------------------------------------------------------------
@@ -447,6 +592,8 @@ class PairedInputs:
 def _load_member(directory: Path, kind: str) -> Any:
     if kind not in MODEL_KINDS:
         import models.heads.tfidf  # noqa: F401  (registers the text heads)
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"{directory}: unknown model kind '{kind}' (written by newer code?)")
     return MODEL_KINDS[kind].load(directory)
 
 
@@ -732,17 +879,18 @@ class EnsembleSentimentClassifier(PairedInputs):
 
 @register_model_kind
 class EnsembleTopicClassifier(PairedInputs):
-    """Weighted mean of an embedding topic head's and a char n-gram topic head's scores.
+    """Weighted mean of an encoder topic head's (logistic or MLP) and a char n-gram topic
+    head's scores.
 
     Thresholds are the ensemble's own (tuned by the trainer on out-of-fold scores).
     """
 
     kind: ClassVar[str] = "ensemble-topics"
-    embedding_head: EmbeddingTopicClassifier
+    embedding_head: TopicHead
 
     def __init__(
         self,
-        embedding_head: EmbeddingTopicClassifier,
+        embedding_head: TopicHead,
         text_head: Any,
         weight: float = 0.5,
         thresholds: Sequence[float] | None = None,

@@ -16,6 +16,7 @@ from models.heads.encoder_heads import (
     EnsembleSentimentClassifier,
     EnsembleTopicClassifier,
     LatinLanguageRouter,
+    MlpTopicClassifier,
     fit_temperature,
 )
 from models.heads.tfidf import TfidfSentimentClassifier, TfidfTopicClassifier, cv_folds
@@ -515,6 +516,87 @@ def test_layered_topic_head_reads_the_layers_it_was_fit_on(topic_set, tmp_path: 
     np.testing.assert_allclose(
         reloaded.predict_proba((layers, texts)), model.predict_proba((layers, texts)), atol=1e-5
     )
+
+
+def _mlp_topics(**params) -> MlpTopicClassifier:
+    return MlpTopicClassifier(hidden=16, epochs=40, learning_rate=1e-2, cv=3, **params)
+
+
+def test_mlp_topic_head_learns_multilabel_and_round_trips_without_pickle(topic_set, tmp_path):
+    x, rows, _ = topic_set
+    labels = ["delays", "fees", "praise"]
+    head = _mlp_topics().fit(x[:90], rows[:90], labels=labels)
+    truth = np.asarray([[int(t in r) for t in labels] for r in rows[90:]])
+    assert (head.predict(x[90:]) == truth).mean() > 0.85
+    assert "hidden layer of 16" in head.describe()
+
+    head.save(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["kind"] == "mlp-topics" and config["params"]["hidden"] == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "weights.safetensors"]
+    loaded = MlpTopicClassifier.load(tmp_path)
+    np.testing.assert_allclose(loaded.predict_proba(x), head.predict_proba(x), atol=1e-5)
+    np.testing.assert_allclose(loaded.thresholds_, head.thresholds_, atol=1e-6)
+
+
+def test_mlp_topic_head_predicts_as_the_trained_torch_network(topic_set):
+    """Trained in torch, served in numpy: the numpy forward pass (standardisation, erf GELU,
+    sigmoid) must be the network's own, or served scores drift from the tuned thresholds."""
+    torch = pytest.importorskip("torch")
+    x, rows, _ = topic_set
+    head = _mlp_topics().fit(x, rows, labels=["delays", "fees", "praise"])
+    a = head.arrays_
+    hidden = torch.nn.Linear(*a["hidden.weight"].shape).double()
+    output = torch.nn.Linear(*a["output.weight"].shape).double()
+    with torch.no_grad():
+        for layer, name in ((hidden, "hidden"), (output, "output")):
+            layer.weight.copy_(torch.tensor(a[f"{name}.weight"].T))
+            layer.bias.copy_(torch.tensor(a[f"{name}.bias"]))
+        standardised = torch.tensor((x - a["mean"]) / a["scale"])
+        expected = torch.sigmoid(output(torch.nn.GELU()(hidden(standardised)))).numpy()
+    np.testing.assert_allclose(head.predict_proba(x), expected, atol=1e-9)
+
+
+def test_mlp_topic_head_is_reproducible_and_seeded(topic_set):
+    x, rows, _ = topic_set
+    labels = ["delays", "fees", "praise"]
+    first = _mlp_topics(random_state=3).fit(x, rows, labels=labels)
+    again = _mlp_topics(random_state=3).fit(x, rows, labels=labels)
+    other = _mlp_topics(random_state=4).fit(x, rows, labels=labels)
+    np.testing.assert_array_equal(first.predict_proba(x), again.predict_proba(x))
+    assert not np.allclose(first.predict_proba(x), other.predict_proba(x))
+
+
+def test_layered_mlp_topic_ensemble_round_trips(topic_set, tmp_path: Path):
+    x, rows, texts = topic_set
+    labels = ["delays", "fees", "praise"]
+    layers = _layered(x)
+    head = _mlp_topics(encoder_layers=(2, 3)).fit(layers[:90], rows[:90], labels=labels)
+    truth = np.asarray([[int(t in r) for t in labels] for r in rows[90:]])
+    assert head.input_kind == "layers"
+    assert (head.predict(layers[90:]) == truth).mean() > 0.85
+    text_head = TfidfTopicClassifier(cv=3).fit(texts, rows, labels=labels)
+    model = EnsembleTopicClassifier(head, text_head, weight=0.4)
+    assert model.input_kind == "layers+text"
+    model.save(tmp_path)
+    reloaded = EnsembleTopicClassifier.load(tmp_path)
+    assert isinstance(reloaded.embedding_head, MlpTopicClassifier)
+    np.testing.assert_allclose(
+        reloaded.predict_proba((layers, texts)), model.predict_proba((layers, texts)), atol=1e-5
+    )
+
+
+def test_ensemble_with_an_unknown_member_kind_is_refused_by_name(topic_set, tmp_path: Path):
+    x, rows, texts = topic_set
+    labels = ["delays", "fees", "praise"]
+    head = EmbeddingTopicClassifier(cv=3).fit(x, rows, labels=labels)
+    text_head = TfidfTopicClassifier(cv=3).fit(texts, rows, labels=labels)
+    EnsembleTopicClassifier(head, text_head).save(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["members"]["embedding"] = "quantum-topics"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="unknown model kind 'quantum-topics'"):
+        EnsembleTopicClassifier.load(tmp_path)
 
 
 def test_tfidf_topic_head_learns_augmented_spellings(topic_set):

@@ -402,9 +402,12 @@ def seed() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("encoder_layers", [[6, 8, 10, 12], None])
+@pytest.mark.parametrize(
+    ("encoder_layers", "embedding_head"),
+    [([6, 8, 10, 12], "mlp"), ([6, 8, 10, 12], "logistic"), (None, "mlp"), (None, "logistic")],
+)
 def test_tiny_topics_run_trains_on_train_only_and_evaluates(
-    seed, cache, tmp_path, monkeypatch, encoder_layers
+    seed, cache, tmp_path, monkeypatch, encoder_layers, embedding_head
 ):
     monkeypatch.setattr("training.baseline.TAXONOMY", ("delays", "fees", "praise"))
     config = TopicsConfig(
@@ -413,12 +416,15 @@ def test_tiny_topics_run_trains_on_train_only_and_evaluates(
         cv=3,
         weight_grid=[0.0, 0.5, 1.0],
         encoder_layers=encoder_layers,
+        embedding_head=embedding_head,
     )
     data = load_topics_data(config, cache, seed=seed)
     assert len(data.train) == int((seed["split"] == "train").sum())
     assert (data.train.layers is None) == (encoder_layers is None)
     model, report = fit_topics(config, data, log=lambda _: None)
     assert report["embedding_head"]["encoder_layers"] == encoder_layers
+    kind = {"mlp": "mlp-topics", "logistic": "embedding-topics"}[embedding_head]
+    assert report["embedding_head"]["kind"] == kind
     registry = Registry(tmp_path / "registry")
     meta = registry.publish(
         model, task="topics", metrics={"macro_f1": report["cv_macro_f1"]}, primary_metric="macro_f1"
@@ -579,7 +585,15 @@ def chatter(n: int, start: int = 0) -> pd.DataFrame:
 
 def test_negatives_are_fit_on_but_topic_f1_and_cuts_come_from_complaints(seed, cache, monkeypatch):
     monkeypatch.setattr("training.baseline.TAXONOMY", ("delays", "fees", "praise"))
-    config = TopicsConfig(C_grid=[4.0], tfidf_C_grid=[4.0], cv=3, weight_grid=[0.0, 0.5, 1.0])
+    # the logistic member: on these 72 rows it tags chatter without negatives, so their effect
+    # shows (the MLP tags none either way at this size)
+    config = TopicsConfig(
+        C_grid=[4.0],
+        tfidf_C_grid=[4.0],
+        cv=3,
+        weight_grid=[0.0, 0.5, 1.0],
+        embedding_head="logistic",
+    )
     held_out = chatter(40, start=1000)
     tagged = {}
     for negatives in (None, chatter(60)):
