@@ -45,6 +45,31 @@ class PromotionRefused(ArtifactError):
     """A candidate scores below the promoted version on the evaluation suite."""
 
 
+# A version's metrics may hold its comparison with the version served when it was trained, both
+# scored on one machine and paired on the same test rows (written by `sawt train`):
+# {"version", "primary": {"metric", "candidate", "served"}, "groups": [{"group", "delta",
+# "ci95", "worse"}]}. Dynamic-int8 numerics differ between CPUs, so when it names the version
+# being replaced it is the fairer gate than two scores stored on different machines.
+VERSUS_SERVED = "versus_served"
+
+
+def _check_paired(version: str, paired: dict[str, Any]) -> None:
+    served = paired["version"]
+    primary = paired.get("primary")
+    if isinstance(primary, dict) and primary.get("candidate", 0) < primary.get("served", 0):
+        raise PromotionRefused(
+            f"{version} scores {primary.get('metric')}={primary['candidate']:.4f}, below the "
+            f"promoted {served} ({primary['served']:.4f}) scored beside it on one machine; "
+            "pass force=True (--force) to override"
+        )
+    worse = [str(g.get("group")) for g in paired.get("groups", []) if g.get("worse")]
+    if worse:
+        raise PromotionRefused(
+            f"{version} is worse than the promoted {served} on {', '.join(worse)} (95% paired "
+            "bootstrap interval below zero); pass force=True (--force) to override"
+        )
+
+
 @runtime_checkable
 class SavableModel(Protocol):
     """What the registry needs from a model class."""
@@ -365,6 +390,10 @@ class Registry:
 
     @staticmethod
     def _check_not_worse(candidate: ArtifactMeta, current: ArtifactMeta) -> None:
+        paired = candidate.metrics.get(VERSUS_SERVED)
+        if isinstance(paired, dict) and paired.get("version") == current.version:
+            _check_paired(candidate.version, paired)
+            return
         old = current.primary_score
         if old is None or current.primary_metric is None:
             return

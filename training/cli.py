@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from models.registry import (
+    VERSUS_SERVED,
     ArtifactError,
     ArtifactMeta,
     PromotionRefused,
@@ -323,7 +324,17 @@ def train_task(
     others, other_versions = compare(registry, task, None, data)
     paired = versus_served(registry, task, model, data)
     if paired is not None:
-        metrics["versus_served"] = paired
+        primary = PRIMARY[task]
+        served = others.get("previous")
+        if served is not None and other_versions["previous"] == paired["version"]:
+            # both scored here: the registry's gate reads this, not the score stored with the
+            # served version (possibly computed on another CPU)
+            paired["primary"] = {
+                "metric": primary,
+                "candidate": float(evaluation[primary]),
+                "served": float(served[primary]),
+            }
+        metrics[VERSUS_SERVED] = paired
         for row in paired["groups"]:
             low, high = row["ci95"]
             _say(
@@ -356,33 +367,9 @@ def train_task(
         reports.with_evaluation_section(card_path.read_text(encoding="utf-8"), markdown),
         encoding="utf-8",
     )
-    # the registry's gate reads the scores stored at publication, possibly on another CPU;
-    # these compare the candidate with the served version as both are scored here
-    primary = PRIMARY[task]
-    served = others.get("previous")
-    served_score: float | None = None
-    if served is not None and other_versions["previous"] == registry.promoted_version(task):
-        served_score = float(served[primary])
-    refusals = []
-    if served_score is not None and evaluation[primary] < served_score:
-        refusals.append(
-            f"{primary} {evaluation[primary]:.4f} < {served_score:.4f} for the served "
-            f"{other_versions['previous']} on this machine"
-        )
-    # a mean can rise while one variety falls: no target group may fall beyond resampling noise
-    worse = [row["group"] for row in (paired or {}).get("groups", []) if row["worse"]]
-    if paired is not None and worse:
-        refusals.append(
-            f"worse than the served {paired['version']} on {', '.join(worse)} (95% paired "
-            "bootstrap interval below zero)"
-        )
-    if promote and not force and refusals:
-        _say(
-            f"published {task}/{meta.version} but did not promote it: {'; '.join(refusals)} "
-            "(--force to promote anyway)"
-        )
-        promote = False
     if promote:
+        # the registry's gate: the candidate's versus_served when it names the served version
+        # (scored beside it here: primary metric, and no target group worse), else stored scores
         try:
             registry.promote(task, meta.version, force=force)
             _say(f"promoted {task}/{meta.version}")

@@ -86,6 +86,56 @@ def test_lower_scoring_promotion_is_refused_unless_forced(registry: Registry) ->
     assert registry.promoted_version("sentiment") == "v2"
 
 
+def paired(served: str, candidate: float, served_score: float, worse: str | None = None) -> dict:
+    """A `versus_served` comparison as `sawt train` stores it."""
+    groups = [
+        {"group": g, "n": 100, "delta": -0.1 if g == worse else 0.01, "ci95": [-0.2, -0.05]
+         if g == worse else [-0.02, 0.04], "worse": g == worse}
+        for g in ("overall", "per_language/ar")
+    ]  # fmt: skip
+    primary = {"metric": "macro_f1", "candidate": candidate, "served": served_score}
+    return {"version": served, "primary": primary, "groups": groups}
+
+
+def publish_compared(registry: Registry, version: str, score: float, compared: dict) -> None:
+    registry.publish(
+        fitted("positive"),
+        task="sentiment",
+        version=version,
+        metrics={"macro_f1": score, "versus_served": compared},
+        primary_metric="macro_f1",
+    )
+
+
+def test_promotion_trusts_a_comparison_scored_beside_the_served_version(registry: Registry):
+    """int8 scores differ between CPUs: the served version's score stored on another machine
+    (0.9) must not refuse a candidate that beat it when both were scored on one machine."""
+    publish(registry, "negative", 0.9, "v1")
+    publish_compared(registry, "v2", 0.8, paired("v1", candidate=0.8, served_score=0.78))
+    registry.promote("sentiment", "v2")
+    assert registry.promoted_version("sentiment") == "v2"
+
+
+def test_promotion_refuses_what_the_paired_comparison_finds_worse(registry: Registry):
+    publish(registry, "negative", 0.5, "v1")
+    publish_compared(registry, "v2", 0.8, paired("v1", 0.8, 0.78, worse="per_language/ar"))
+    with pytest.raises(PromotionRefused, match="worse than the promoted v1 on per_language/ar"):
+        registry.promote("sentiment", "v2")
+    publish_compared(registry, "v3", 0.8, paired("v1", candidate=0.7, served_score=0.78))
+    with pytest.raises(PromotionRefused, match="scored beside it on one machine"):
+        registry.promote("sentiment", "v3")
+    assert registry.promoted_version("sentiment") == "v1"
+    registry.promote("sentiment", "v2", force=True)
+    assert registry.promoted_version("sentiment") == "v2"
+
+
+def test_a_comparison_with_another_version_falls_back_to_stored_scores(registry: Registry):
+    publish(registry, "negative", 0.9, "v1")
+    publish_compared(registry, "v2", 0.8, paired("v0", candidate=0.8, served_score=0.78))
+    with pytest.raises(PromotionRefused, match="below the promoted v1"):
+        registry.promote("sentiment", "v2")
+
+
 def test_rollback_returns_to_the_previous_version(registry: Registry) -> None:
     publish(registry, "negative", 0.6, "v1")
     publish(registry, "positive", 0.7, "v2")

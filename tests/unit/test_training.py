@@ -475,6 +475,12 @@ def test_training_gates_promotion_on_scores_computed_here_not_stored_ones(
     assert registry.promoted_version("topics") == served.version
     paired = metrics["versus_served"]
     assert paired["version"] == served.version
+    # what the registry's gate reads: both scores from this run, not the stale stored 0.0
+    assert paired["primary"] == {
+        "metric": "macro_f1",
+        "candidate": metrics["macro_f1"],
+        "served": pytest.approx(served_metrics["macro_f1"]),
+    }
     by_group = {row["group"]: row for row in paired["groups"]}
     assert set(by_group) == {"overall", "per_language/ar", "per_language/fr"}
     overall = by_group["overall"]
