@@ -62,6 +62,15 @@ class SentimentConfig(_Config):
     C_grid: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0])
     hidden: list[int] = Field(default_factory=lambda: [256], description="MLP layer sizes")
     mlp_alpha_grid: list[float] = Field(default_factory=lambda: [1e-4, 1e-3])
+    standardize: bool = Field(
+        default=False,
+        description="centre and scale each embedding feature (training mean and deviation) "
+        "before the head. Not adopted: with the promoted recipe otherwise, the embedding member "
+        "rose on dev (0.680 -> 0.684) and the routed ensemble held (0.732); on test, paired with "
+        "the served heads on one machine, UMSAB ar +0.022 (+0.004 to +0.038), en +0.018, fr "
+        "-0.003, afrisenti_ary +0.000 (its Latin half +0.004), but the primary mean 0.6527 < "
+        "0.6536 (mac and arsarcasm_v2 fell), so the gate refuses it",
+    )
     balance: Balance = Field(
         default="corpus",
         description="row weights: `corpus` makes each corpus count equally (as the primary "

@@ -525,6 +525,7 @@ def fit_embedding_sentiment(
             random_state=config.seed,
             class_weight=class_weight,
             encoder_layers=config.encoder_layers,
+            standardize=config.standardize,
             **params,
         )
         head.fit(train.encoded_for(head), labels, sample_weight=weights)

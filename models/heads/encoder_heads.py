@@ -44,6 +44,9 @@ ROUTED_FORMAT_VERSION = 2
 # A head that reads several encoder layers writes this version, so that code which predates
 # layered inputs refuses it instead of failing on a (n, layers, dim) array.
 LAYERED_FORMAT_VERSION = 2
+# A sentiment head that standardises its inputs writes this version, so that code which predates
+# it refuses the head instead of applying its weights to unstandardised features.
+STANDARDIZED_FORMAT_VERSION = 3
 ROUTER_DIR = "router"
 ROUTER_FILE = "model.joblib"
 
@@ -145,7 +148,10 @@ class EmbeddingSentimentClassifier(EncoderInputs):
 
     ``hidden=()`` is multinomial logistic regression; ``hidden=(256,)`` a one-hidden-layer ReLU
     MLP. Probabilities are temperature-calibrated on held-out data passed to ``fit``.
-    With ``encoder_layers`` it reads pooled encoder layers (see ``EncoderInputs``).
+    With ``encoder_layers`` it reads pooled encoder layers (see ``EncoderInputs``). With
+    ``standardize`` each feature is centred and scaled by its training mean and deviation first
+    (L2-normalised embeddings have tiny, unequal per-dimension spreads, which Adam and an L2
+    penalty treat badly).
     """
 
     kind: ClassVar[str] = "embedding-sentiment"
@@ -159,6 +165,7 @@ class EmbeddingSentimentClassifier(EncoderInputs):
         max_iter: int = 2000,
         random_state: int = 0,
         encoder_layers: Sequence[int] | None = None,
+        standardize: bool = False,
     ) -> None:
         self.C = C
         self.hidden = hidden
@@ -167,6 +174,7 @@ class EmbeddingSentimentClassifier(EncoderInputs):
         self.max_iter = max_iter
         self.random_state = random_state
         self.encoder_layers = tuple(encoder_layers) if encoder_layers else None
+        self.standardize = standardize
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -177,7 +185,16 @@ class EmbeddingSentimentClassifier(EncoderInputs):
             "max_iter": self.max_iter,
             "random_state": self.random_state,
             **self._encoder_params(),
+            **({"standardize": True} if self.standardize else {}),
         }
+
+    def _format_version(self) -> int:
+        return STANDARDIZED_FORMAT_VERSION if self.standardize else super()._format_version()
+
+    def _inputs(self, embeddings: npt.ArrayLike) -> FloatArray:
+        """The features the weights apply to (standardised when the head standardises)."""
+        x = self.features(embeddings)
+        return (x - self.input_mean_) / self.input_scale_ if self.standardize else x
 
     def fit(
         self,
@@ -190,6 +207,9 @@ class EmbeddingSentimentClassifier(EncoderInputs):
     ) -> Self:
         """Fit the head; calibrate the temperature on the calibration set when given."""
         x = self.features(embeddings)
+        if self.standardize:
+            self.input_mean_, self.input_scale_ = x.mean(axis=0), x.std(axis=0) + 1e-6
+            x = (x - self.input_mean_) / self.input_scale_
         y = np.asarray(labels, dtype=object)
         weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         if not self.hidden:
@@ -232,7 +252,7 @@ class EmbeddingSentimentClassifier(EncoderInputs):
 
     def decision_function(self, embeddings: npt.ArrayLike) -> FloatArray:
         """Uncalibrated logits, columns in ``labels_`` order."""
-        out = self.features(embeddings)
+        out = self._inputs(embeddings)
         for i, (weight, bias) in enumerate(self.layers_):
             out = out @ weight + bias
             if i < len(self.layers_) - 1:
@@ -252,6 +272,8 @@ class EmbeddingSentimentClassifier(EncoderInputs):
         for i, (weight, bias) in enumerate(self.layers_):
             arrays[f"layer{i}.weight"] = weight
             arrays[f"layer{i}.bias"] = bias
+        if self.standardize:
+            arrays["input.mean"], arrays["input.scale"] = self.input_mean_, self.input_scale_
         config = {
             "format_version": self._format_version(),
             "kind": self.kind,
@@ -264,10 +286,12 @@ class EmbeddingSentimentClassifier(EncoderInputs):
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        config, arrays = _read(Path(directory), cls.kind, max_version=LAYERED_FORMAT_VERSION)
+        config, arrays = _read(Path(directory), cls.kind, max_version=STANDARDIZED_FORMAT_VERSION)
         params = dict(config["params"])
         params["hidden"] = tuple(params.get("hidden", ()))
         model = cls(**params)
+        if model.standardize:
+            model.input_mean_, model.input_scale_ = arrays["input.mean"], arrays["input.scale"]
         model.labels_ = list(config["labels"])
         model.temperature_ = float(config["temperature"])
         model.layers_ = [

@@ -67,6 +67,27 @@ def test_mlp_head_round_trips_without_pickle(sentiment_set, tmp_path: Path):
     np.testing.assert_allclose(loaded.predict_proba(x), head.predict_proba(x), atol=1e-5)
 
 
+def test_standardised_head_applies_its_training_statistics_at_fit_and_predict(
+    sentiment_set, tmp_path: Path
+):
+    x, labels, _ = sentiment_set
+    head = EmbeddingSentimentClassifier(hidden=(16,), max_iter=300, standardize=True)
+    head.fit(x[:100], labels[:100])
+    mean, scale = x[:100].mean(axis=0), x[:100].std(axis=0) + 1e-6
+    by_hand = EmbeddingSentimentClassifier(hidden=(16,), max_iter=300).fit(
+        (x[:100] - mean) / scale, labels[:100]
+    )
+    np.testing.assert_allclose(
+        head.predict_proba(x[100:]), by_hand.predict_proba((x[100:] - mean) / scale), atol=1e-9
+    )
+    head.save(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    # older code would apply the weights to raw features: the version makes it refuse the head
+    assert config["format_version"] == 3 and config["params"]["standardize"] is True
+    loaded = EmbeddingSentimentClassifier.load(tmp_path)
+    np.testing.assert_allclose(loaded.predict_proba(x), head.predict_proba(x), atol=1e-5)
+
+
 def test_embedding_head_refuses_texts(sentiment_set):
     x, labels, texts = sentiment_set
     head = EmbeddingSentimentClassifier().fit(x, labels)
