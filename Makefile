@@ -44,8 +44,11 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## One benchmark, against its same-run baseline (default: served models vs naive transformers);
+## the others: make bench BENCH=bench_trends (see bench/).
+BENCH ?= bench_serving
 bench: models
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.$(BENCH)
 
 clean:
 	rm -rf $(VENV) .cache var .pytest_cache .mypy_cache .ruff_cache

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 
 from models.registry import DEFAULT_ROOT, Registry
 from models.seed import load_seed_rows
-from service.core.config import Settings
+from service.core.config import EncoderBackend, Environment, Settings
 from service.core.db import make_engine, make_session_factory, session_scope
 from service.core.migrate import upgrade
 from service.main import create_app
@@ -59,7 +59,12 @@ def text_only_registry(workdir: Path) -> Path:
 def run(encoder: str, n: int, workdir: Path) -> dict[str, float]:
     url = f"sqlite:///{workdir / f'bench-{encoder}.db'}"
     model_dir = text_only_registry(workdir) if encoder == "none" else None
-    settings = Settings(database_url=url, encoder=encoder, environment="test", model_dir=model_dir)
+    settings = Settings(
+        database_url=url,
+        encoder=EncoderBackend(encoder),
+        environment=Environment.test,
+        model_dir=model_dir,
+    )
     engine, key = database_with_key(settings)
     rows = load_seed_rows(split=None)
     body = {

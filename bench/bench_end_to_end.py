@@ -70,10 +70,10 @@ def _flush(redis_url: str) -> None:
 
 
 def _ping_workers(redis_url: str, count: int, timeout: float) -> None:
-    from service.core.config import Settings
+    from service.core.config import Environment, Settings
     from service.jobs.celery_app import make_celery
 
-    app = make_celery(Settings(environment="test", broker_url=redis_url))
+    app = make_celery(Settings(environment=Environment.test, broker_url=redis_url))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if len(app.control.ping(timeout=0.5)) >= count:

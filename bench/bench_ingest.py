@@ -169,13 +169,13 @@ def database(kind: str, postgres_url: str | None, directory: Path) -> Iterator[s
 
 def prepare(database_url: str, tenants: list[str]) -> dict[str, str]:
     """Migrate and create one ministry key per tenant; returns tenant -> key."""
-    from service.core.config import Settings
+    from service.core.config import Environment, Settings
     from service.core.db import make_engine, make_session_factory, session_scope
     from service.core.migrate import upgrade
     from service.tenants.models import Role
     from service.tenants.service import create_key
 
-    settings = Settings(environment="test", database_url=database_url)
+    settings = Settings(environment=Environment.test, database_url=database_url)
     engine = make_engine(database_url)
     upgrade(engine)
     keys = {}
@@ -372,7 +372,7 @@ def make_app() -> Any:
 
     replacement = STRATEGIES[os.environ.get("BENCH_INGEST_STRATEGY", "copy")]
     if replacement is not None:
-        service._insert_batch = replacement  # type: ignore[assignment]
+        service._insert_batch = replacement
     return create_app(get_settings(), start_runner=False)
 
 

@@ -182,12 +182,12 @@ def run_http(texts: list[str], reps: int, budget_s: float) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
     from bench.bench_batch import database_with_key
-    from service.core.config import Settings
+    from service.core.config import Environment, Settings
     from service.main import create_app
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        settings = Settings(database_url=url, environment="test", rate_limit_per_minute=0)
+        settings = Settings(database_url=url, environment=Environment.test, rate_limit_per_minute=0)
         engine, key = database_with_key(settings)
         headers = {"Authorization": f"Bearer {key}"}
         with TestClient(create_app(settings, start_runner=False)) as client:

@@ -38,13 +38,13 @@ from typing import Any
 
 import httpx
 import uvicorn
-from sqlalchemy import Date, case, cast, create_engine, func, select, text
+from sqlalchemy import Date, Table, case, cast, create_engine, func, select, text
 from sqlalchemy.orm import Session
 
 import service.main
 from bench import seed_rollups
 from service.complaints.models import Analysis, AnalysisTopic, Complaint
-from service.core.config import Settings
+from service.core.config import Environment, Settings
 from service.core.db import make_engine, make_session_factory, session_scope
 from service.core.migrate import upgrade
 from service.tenants.models import Role
@@ -107,7 +107,9 @@ def ensure_seeded(url: str, complaints: int) -> dict[str, Any]:
         if present != complaints:
             info = {"seeded_now": True, **seed_rollups.seed(url, complaints=complaints)}
         if not cube_exists(engine):  # until the cube's migration lands
-            TrendCube.__table__.create(engine)
+            table = TrendCube.__table__
+            assert isinstance(table, Table)
+            table.create(engine)
         with engine.connect() as connection:  # built, and with every grain?
             month_rows = connection.scalar(
                 select(func.count()).select_from(TrendCube).where(TrendCube.level == "month:")
@@ -312,7 +314,7 @@ def run_database(
 ) -> dict[str, Any]:
     setup = ensure_seeded(url, complaints)
     settings = Settings(
-        environment="test", database_url=url, log_level="WARNING", auto_migrate=False
+        environment=Environment.test, database_url=url, log_level="WARNING", auto_migrate=False
     )
     keys = make_keys(settings)
     rng = random.Random(seed)
