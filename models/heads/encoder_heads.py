@@ -526,38 +526,40 @@ class MlpTopicClassifier(TopicHead):
         import torch  # training only: a loaded head predicts with numpy
 
         mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
-        generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        hidden = torch.nn.Linear(x.shape[1], self.hidden)
-        output = torch.nn.Linear(self.hidden, y.shape[1])
-        network = torch.nn.Sequential(
-            torch.nn.Dropout(self.dropout),
-            hidden,
-            torch.nn.GELU(),
-            torch.nn.Dropout(self.dropout),
-            output,
-        )
-        positives = y.sum(axis=0)
-        pos_weight = (len(y) - positives) / np.maximum(positives, 1)
-        loss_of = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight).float())
-        optimizer = torch.optim.AdamW(
-            network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
-        )
-        inputs = torch.tensor((x - mean) / scale, dtype=torch.float32)
-        targets = torch.tensor(y, dtype=torch.float32)
-        batches = -(-len(x) // self.batch_size)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.learning_rate, total_steps=self.epochs * batches
-        )
-        network.train()
-        for _ in range(self.epochs):
-            order = torch.randperm(len(x), generator=generator)
-            for start in range(0, len(x), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                optimizer.zero_grad()
-                loss_of(network(inputs[rows]), targets[rows]).backward()
-                optimizer.step()
-                schedule.step()
+        # seeded, without touching the caller's global torch RNG (dropout draws from it)
+        with torch.random.fork_rng(devices=[]):
+            generator = torch.Generator().manual_seed(seed)
+            torch.manual_seed(seed)
+            hidden = torch.nn.Linear(x.shape[1], self.hidden)
+            output = torch.nn.Linear(self.hidden, y.shape[1])
+            network = torch.nn.Sequential(
+                torch.nn.Dropout(self.dropout),
+                hidden,
+                torch.nn.GELU(),
+                torch.nn.Dropout(self.dropout),
+                output,
+            )
+            positives = y.sum(axis=0)
+            pos_weight = (len(y) - positives) / np.maximum(positives, 1)
+            loss_of = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight).float())
+            optimizer = torch.optim.AdamW(
+                network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+            )
+            inputs = torch.tensor((x - mean) / scale, dtype=torch.float32)
+            targets = torch.tensor(y, dtype=torch.float32)
+            batches = -(-len(x) // self.batch_size)
+            schedule = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=self.learning_rate, total_steps=self.epochs * batches
+            )
+            network.train()
+            for _ in range(self.epochs):
+                order = torch.randperm(len(x), generator=generator)
+                for start in range(0, len(x), self.batch_size):
+                    rows = order[start : start + self.batch_size]
+                    optimizer.zero_grad()
+                    loss_of(network(inputs[rows]), targets[rows]).backward()
+                    optimizer.step()
+                    schedule.step()
         return {
             "mean": mean,
             "scale": scale,

@@ -579,9 +579,12 @@ def test_mlp_topic_head_predicts_as_the_trained_torch_network(topic_set):
 
 
 def test_mlp_topic_head_is_reproducible_and_seeded(topic_set):
+    torch = pytest.importorskip("torch")
     x, rows, _ = topic_set
     labels = ["delays", "fees", "praise"]
+    outer_state = torch.get_rng_state()
     first = _mlp_topics(random_state=3).fit(x, rows, labels=labels)
+    assert torch.equal(torch.get_rng_state(), outer_state)  # the caller's RNG is left alone
     again = _mlp_topics(random_state=3).fit(x, rows, labels=labels)
     other = _mlp_topics(random_state=4).fit(x, rows, labels=labels)
     np.testing.assert_array_equal(first.predict_proba(x), again.predict_proba(x))
