@@ -91,6 +91,12 @@ def _layer_features(layers: npt.ArrayLike, chosen: Sequence[int]) -> FloatArray:
     return chosen_layers.reshape(len(array), -1).astype(np.float64)
 
 
+def _standardisation(x: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Per-feature training mean and deviation, for heads that standardise their inputs (the
+    small constant keeps a constant feature's division finite)."""
+    return x.mean(axis=0), x.std(axis=0) + 1e-6
+
+
 class EncoderInputs:
     """What an embedding head reads: the (n, dim) embeddings, or, with ``encoder_layers``, the
     (n, layers, dim) pooled layers, of which it concatenates those layers side by side."""
@@ -208,7 +214,7 @@ class EmbeddingSentimentClassifier(EncoderInputs):
         """Fit the head; calibrate the temperature on the calibration set when given."""
         x = self.features(embeddings)
         if self.standardize:
-            self.input_mean_, self.input_scale_ = x.mean(axis=0), x.std(axis=0) + 1e-6
+            self.input_mean_, self.input_scale_ = _standardisation(x)
             x = (x - self.input_mean_) / self.input_scale_
         y = np.asarray(labels, dtype=object)
         weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -525,7 +531,7 @@ class MlpTopicClassifier(TopicHead):
     ) -> dict[str, FloatArray]:
         import torch  # training only: a loaded head predicts with numpy
 
-        mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+        mean, scale = _standardisation(x)
         # seeded, without touching the caller's global torch RNG (dropout draws from it)
         with torch.random.fork_rng(devices=[]):
             generator = torch.Generator().manual_seed(seed)
