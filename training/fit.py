@@ -1032,6 +1032,59 @@ def topic_head_candidates(config: TopicsConfig) -> dict[str, TopicHead]:
     return {f"hidden={config.mlp_hidden}": mlp}
 
 
+def topic_cv_groups(
+    config: TopicsConfig, train: Split, log: Log = log_to_stderr
+) -> npt.NDArray[np.int64] | None:
+    """Cross-validation groups of the topic heads (see `pairing_groups`), or None."""
+    if config.cv_groups != "pairs" or "language" not in train.frame:
+        return None
+    languages = train.frame["language"].astype(str).tolist()
+    groups = pairing_groups(train.embeddings, languages, config.pair_threshold)
+    log(f"topics cv: {len(train) - len(set(groups.tolist()))} rows grouped with a retelling")
+    return groups
+
+
+def text_topic_oof_scores(
+    config: TopicsConfig,
+    train: Split,
+    y: npt.NDArray[np.int8],
+    c: float,
+    augment: Sequence[tuple[int, str]],
+    groups: npt.NDArray[np.int64] | None,
+) -> FloatArray:
+    """Out-of-fold scores of the char n-gram member at ``C = c`` (Arabizi copies train only)."""
+    probe = TfidfTopicClassifier(C=c, cv=config.cv, random_state=config.seed)
+    return probe._out_of_fold_scores(
+        normalize_all(train.prepared), y, augment=list(augment), groups=groups
+    )
+
+
+def served_recipe_oof_scores(
+    config: TopicsConfig, data: TopicsData, selection: dict[str, Any], log: Log = log_to_stderr
+) -> FloatArray:
+    """Out-of-fold scores of the recipe a published version chose (its head, its n-gram C and
+    its ensemble weight, from ``selection`` = the version's training report), without
+    re-running the choice: what label review ranks suspect labels by."""
+    y = topic_indicator(data.train.frame["topics"].tolist(), data.labels)
+    groups = topic_cv_groups(config, data.train, log)
+    candidates = topic_head_candidates(config)
+    head_params = selection.get("embedding_head", {}).get("params", {})
+    head = next(
+        (h for h in candidates.values() if h.get_params() == head_params),
+        next(iter(candidates.values())),
+    )
+    log(f"topics oof: {head.kind} {head.get_params()}")
+    scores = head.out_of_fold_scores(data.train.encoded_for(head), y, groups=groups)
+    if selection.get("chosen") != EnsembleTopicClassifier.kind:
+        return scores
+    weight = float(selection["ensemble"]["weight"])
+    augment = topic_augmentations(data.train, config.seed) if config.transliteration_augment else []
+    text = text_topic_oof_scores(
+        config, data.train, y, float(selection["text_head"]["C"]), augment, groups
+    )
+    return weight * scores + (1.0 - weight) * text
+
+
 def fit_topics(
     config: TopicsConfig, data: TopicsData, log: Log = log_to_stderr
 ) -> tuple[Any, dict[str, Any]]:
@@ -1040,7 +1093,6 @@ def fit_topics(
     started = time.perf_counter()
     labels = data.labels
     y = topic_indicator(data.train.frame["topics"].tolist(), labels)
-    x = data.train.embeddings
     layers = config.encoder_layers
     # negatives are fit on, but F1 and thresholds come from the complaints: off-domain rows are
     # far more common among them than in a complaint stream, and would push every cut up
@@ -1050,11 +1102,7 @@ def fit_topics(
     def cv_score(scores: FloatArray) -> tuple[float, FloatArray]:
         return _oof_macro_f1(y[scored], scores[scored])
 
-    groups = None
-    if config.cv_groups == "pairs" and "language" in data.train.frame:
-        languages = data.train.frame["language"].astype(str).tolist()
-        groups = pairing_groups(x, languages, config.pair_threshold)
-        log(f"topics cv: {len(x) - len(set(groups.tolist()))} rows grouped with a retelling")
+    groups = topic_cv_groups(config, data.train, log)
     candidates = topic_head_candidates(config)
     by_candidate: dict[str, float] = {}
     oof: dict[str, FloatArray] = {}
@@ -1080,15 +1128,13 @@ def fit_topics(
     }
     model: Any = head
     if config.ensemble:
-        texts = normalize_all(data.train.prepared)
         augment = (
             topic_augmentations(data.train, config.seed) if config.transliteration_augment else []
         )
         text_by_c: dict[str, float] = {}
         text_oof: dict[float, FloatArray] = {}
         for c in config.tfidf_C_grid:
-            probe = TfidfTopicClassifier(C=c, cv=config.cv, random_state=config.seed)
-            text_oof[c] = probe._out_of_fold_scores(texts, y, augment=augment, groups=groups)
+            text_oof[c] = text_topic_oof_scores(config, data.train, y, c, augment, groups)
             text_by_c[str(c)] = round(cv_score(text_oof[c])[0], 4)
             log(f"tfidf topics C={c}: cv macro-F1 {text_by_c[str(c)]:.4f}")
         text_c = max(config.tfidf_C_grid, key=lambda c: text_by_c[str(c)])
