@@ -53,9 +53,7 @@ def suspect_pairs(
         if y[:, topic].min() == y[:, topic].max():
             continue  # one class only: nothing to contrast
         # n_jobs=1: its process pool deadlocks when forked from a process running torch threads
-        flagged[:, topic] = find_label_issues(
-            y[:, topic], np.stack([1 - p, p], axis=1), n_jobs=1
-        )
+        flagged[:, topic] = find_label_issues(y[:, topic], np.stack([1 - p, p], axis=1), n_jobs=1)
     far = np.where(y == 1, scores < margin, scores > 1 - margin)
     return flagged & far
 
