@@ -37,7 +37,12 @@ def load_annotations(directory: Path = ANNOTATIONS_DIR) -> dict[str, pd.Series]:
     for path in sorted(directory.glob("*.jsonl")):
         topics: dict[str, list[str]] = {}
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            row = json.loads(line)
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path.name}:{number}: not JSON ({error.msg})") from None
             labels = row.get("topics")
             unknown = set(labels or []) - set(TAXONOMY)
             if not labels or unknown or len(set(labels)) != len(labels):

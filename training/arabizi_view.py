@@ -60,6 +60,7 @@ def views(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from models.encoder import tuned
     from models.registry import Registry
     from training.corpora import load_corpus
     from training.fit import load_encoder, prepare_texts
@@ -71,12 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = frame[(frame["split"] == "train") & (frame["script"] == "Latn")]
     texts = prepare_texts(rows["text"].tolist())
     y = rows["label"].to_numpy()
-
-    from models.encoder import tuned
-
-    adapter = (
-        Registry().load("sentiment")[1].extra.get("training_config", {}).get("encoder_adapter")
-    )
+    trained_with = Registry().load_meta("sentiment").extra.get("training_config", {})
+    adapter = trained_with.get("encoder_adapter")
     encoder: Any = load_encoder("int8", tuned.encoder_dir(adapter))
 
     def encode(batch: list[str], prefix: str) -> npt.NDArray[np.float32]:

@@ -1044,19 +1044,26 @@ def topic_cv_groups(
     return groups
 
 
+def text_member_inputs(
+    config: TopicsConfig, train: Split
+) -> tuple[list[str], list[tuple[int, str]]]:
+    """What the char n-gram member reads: the normalised texts and their Arabizi copies."""
+    augment = topic_augmentations(train, config.seed) if config.transliteration_augment else []
+    return normalize_all(train.prepared), augment
+
+
 def text_topic_oof_scores(
     config: TopicsConfig,
-    train: Split,
+    inputs: tuple[list[str], list[tuple[int, str]]],
     y: npt.NDArray[np.int8],
     c: float,
-    augment: Sequence[tuple[int, str]],
     groups: npt.NDArray[np.int64] | None,
 ) -> FloatArray:
-    """Out-of-fold scores of the char n-gram member at ``C = c`` (Arabizi copies train only)."""
+    """Out-of-fold scores of the char n-gram member at ``C = c`` on ``text_member_inputs``
+    (Arabizi copies train only)."""
+    texts, augment = inputs
     probe = TfidfTopicClassifier(C=c, cv=config.cv, random_state=config.seed)
-    return probe._out_of_fold_scores(
-        normalize_all(train.prepared), y, augment=list(augment), groups=groups
-    )
+    return probe._out_of_fold_scores(texts, y, augment=augment, groups=groups)
 
 
 def served_recipe_oof_scores(
@@ -1078,10 +1085,8 @@ def served_recipe_oof_scores(
     if selection.get("chosen") != EnsembleTopicClassifier.kind:
         return scores
     weight = float(selection["ensemble"]["weight"])
-    augment = topic_augmentations(data.train, config.seed) if config.transliteration_augment else []
-    text = text_topic_oof_scores(
-        config, data.train, y, float(selection["text_head"]["C"]), augment, groups
-    )
+    text_inputs = text_member_inputs(config, data.train)
+    text = text_topic_oof_scores(config, text_inputs, y, float(selection["text_head"]["C"]), groups)
     return weight * scores + (1.0 - weight) * text
 
 
@@ -1128,13 +1133,12 @@ def fit_topics(
     }
     model: Any = head
     if config.ensemble:
-        augment = (
-            topic_augmentations(data.train, config.seed) if config.transliteration_augment else []
-        )
+        text_inputs = text_member_inputs(config, data.train)
+        augment = text_inputs[1]
         text_by_c: dict[str, float] = {}
         text_oof: dict[float, FloatArray] = {}
         for c in config.tfidf_C_grid:
-            text_oof[c] = text_topic_oof_scores(config, data.train, y, c, augment, groups)
+            text_oof[c] = text_topic_oof_scores(config, text_inputs, y, c, groups)
             text_by_c[str(c)] = round(cv_score(text_oof[c])[0], 4)
             log(f"tfidf topics C={c}: cv macro-F1 {text_by_c[str(c)]:.4f}")
         text_c = max(config.tfidf_C_grid, key=lambda c: text_by_c[str(c)])

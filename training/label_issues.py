@@ -124,21 +124,17 @@ def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     )
 
 
-def read_reviews(directory: Path, taxonomy: Sequence[str]) -> dict[str, list[str]]:
-    """``{id: topics}`` from every ``*.jsonl`` in ``directory`` (lines ``{"id", "topics"}``)."""
+def read_reviews(directory: Path) -> dict[str, list[str]]:
+    """``{id: topics}`` from every ``*.jsonl`` in ``directory`` (lines ``{"id", "topics"}``,
+    checked as the agreement annotations are); an id reviewed in two files is an error."""
+    from training.agreement import load_annotations
+
     reviews: dict[str, list[str]] = {}
-    for path in sorted(directory.glob("*.jsonl")):
-        for number, row in enumerate(read_jsonl(path), start=1):
-            topics = row.get("topics")
-            unknown = set(topics or []) - set(taxonomy)
-            if not isinstance(topics, list) or not topics or unknown:
-                raise ValueError(
-                    f"{path.name}:{number}: topics must be a non-empty list of taxonomy ids "
-                    f"(got {topics!r})"
-                )
-            if row.get("id") in reviews:
-                raise ValueError(f"{path.name}:{number}: id {row.get('id')!r} reviewed twice")
-            reviews[str(row["id"])] = list(topics)
+    for name, topics in load_annotations(directory).items():
+        for line_id, labels in topics.items():
+            if line_id in reviews:
+                raise ValueError(f"{name}.jsonl: id {line_id!r} reviewed in another file too")
+            reviews[str(line_id)] = list(labels)
     return reviews
 
 
@@ -234,7 +230,7 @@ def find(args: argparse.Namespace) -> int:
         served_recipe_oof_scores,
     )
 
-    meta = Registry().load("topics")[1]
+    meta = Registry().load_meta("topics")
     trained_with = dict(meta.extra["training_config"])
     trained_with.pop("task", None)
     config = TopicsConfig(**trained_with)
@@ -246,13 +242,14 @@ def find(args: argparse.Namespace) -> int:
     frame = data.train.frame[complaints].reset_index(drop=True)
     y = topic_indicator(frame["topics"].tolist(), data.labels)
     suspects = suspects_frame(frame, y, scores[complaints], data.labels, args.margin)
+    suspect_lines = suspects.to_dict(orient="records")
     out: Path = args.out
-    write_jsonl(out / SUSPECTS_FILE, suspects.to_dict(orient="records"))
+    write_jsonl(out / SUSPECTS_FILE, suspect_lines)
     for language, sheet in review_sheets(frame, suspects, args.controls).items():
         write_jsonl(out / SHEETS_DIR / f"{language}.jsonl", sheet)
     directions = Counter(
         (line["language"], "missing" if pair["given"] == 0 else "doubtful")
-        for line in suspects.to_dict(orient="records")
+        for line in suspect_lines
         for pair in line["suspects"]
     )
     print(
@@ -277,7 +274,7 @@ def apply(args: argparse.Namespace) -> int:
 
     out: Path = args.out
     suspects = read_jsonl(out / SUSPECTS_FILE)
-    reviews = read_reviews(out / REVIEWS_DIR, TAXONOMY)
+    reviews = read_reviews(out / REVIEWS_DIR)
     summary = control_agreement(suspects, reviews, args.seed_dir)
     changes = decide(suspects, reviews)
     summary["changed"] = 0 if args.dry_run else apply_changes(changes, TAXONOMY, args.seed_dir)
