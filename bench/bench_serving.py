@@ -96,7 +96,7 @@ def run_path(
     import models.heads.encoder_heads
     import models.heads.tfidf  # noqa: F401
     from models.encoder import tuned
-    from models.pipeline import encode_once, head_inputs, reads_layers
+    from models.pipeline import arabizi_view, encode_once, head_inputs, reads_layers
     from models.registry import Registry
     from training.fit import prepare_texts
 
@@ -118,7 +118,8 @@ def run_path(
     def analyse(batch: list[str]) -> None:
         prepared = prepare_texts(batch)
         embeddings, layers = encode_once(encoder, prepared, layered=reads_layers(sentiment, topics))
-        sentiment.predict_proba(head_inputs(sentiment, prepared, embeddings, layers))
+        arabizi = arabizi_view(sentiment, prepared, embeddings.shape[1], encoder.encode)
+        sentiment.predict_proba(head_inputs(sentiment, prepared, embeddings, layers, arabizi))
         topics.predict_proba(head_inputs(topics, prepared, embeddings, layers))
 
     analyse(texts[:32])  # warm-up

@@ -3,12 +3,14 @@
 normalize → redact → identify language → encode once → heads (sentiment, topics).
 
 The one encoder pass yields the stored embedding and, when a head reads them, every layer's
-pooled output as well (`encode_layers`; its last layer is the embedding).
+pooled output as well (`encode_layers`; its last layer is the embedding). A sentiment head
+with a Latin-script Darija member also reads the Arabic spelling of those posts: a second, short
+pass over them alone (`arabizi_view`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -16,6 +18,7 @@ import numpy as np
 
 from models.custom_topics import TopicPrototype
 from models.registry import ArtifactError, ArtifactMeta, Registry, encoder_of
+from models.text.arabizi import arabizi_to_arabic
 from models.text.normalize import model_input
 from models.text.redact import redact
 
@@ -39,15 +42,17 @@ def head_inputs(
     texts: Sequence[str],
     embeddings: np.ndarray | None,
     layers: np.ndarray | None = None,
+    arabizi: np.ndarray | None = None,
 ) -> Any:
     """What a head reads, by its ``input_kind``: ``text`` the texts, ``embedding`` the (n, dim)
     embeddings, ``layers`` the (n, layers, dim) pooled layers, ``…+text`` a tuple with the
-    texts (char n-grams carry what the encoder misses in Latin-script Darija)."""
+    texts (char n-grams carry what the encoder misses in Latin-script Darija), ``…+text+arabizi``
+    that tuple with the Arabic spelling's embeddings (``arabizi_view``) last."""
     kind = input_kind(model)
     if kind == "text":
         return list(texts)
-    encoded_kind, _, with_text = kind.partition("+")
-    if encoded_kind not in ("embedding", "layers") or with_text not in ("", "text"):
+    encoded_kind, *extras = kind.split("+")
+    if encoded_kind not in ("embedding", "layers") or extras not in ([], ["text"], *_ARABIZI):
         raise ValueError(f"unknown input_kind {kind!r} on {type(model).__name__}")
     encoded = embeddings if encoded_kind == "embedding" else layers
     if encoded is None:
@@ -55,7 +60,39 @@ def head_inputs(
             f"{type(model).__name__} needs encoder {encoded_kind} ({kind!r} head), but none "
             "were computed: is the encoder built (`make models`)?"
         )
-    return (encoded, list(texts)) if with_text else encoded
+    if not extras:
+        return encoded
+    if extras in _ARABIZI:
+        if arabizi is None:
+            raise ValueError(f"{type(model).__name__} ({kind!r}) needs arabizi_view's embeddings")
+        return (encoded, list(texts), arabizi)
+    return (encoded, list(texts))
+
+
+_ARABIZI = (["text", "arabizi"],)
+
+
+def reads_arabizi(model: Any) -> bool:
+    """True when a head also reads the Arabic spelling of Latin-script Darija texts."""
+    return input_kind(model).endswith("+arabizi")
+
+
+def arabizi_view(
+    model: Any,
+    texts: Sequence[str],
+    dim: int,
+    encode: Callable[[list[str]], np.ndarray],
+) -> np.ndarray | None:
+    """The second encoder pass a Darija-aware head reads: ``encode`` (the shared encoder) of the
+    Arabic spelling (``arabizi_to_arabic``) of the rows the head names, NaN on the other rows;
+    None for a head that reads no such view. Only Latin-script Darija posts pay for it."""
+    if not reads_arabizi(model):
+        return None
+    view = np.full((len(texts), dim), np.nan, dtype=np.float32)
+    rows = np.flatnonzero(model.arabizi_rows(texts))
+    if rows.size:
+        view[rows] = encode([arabizi_to_arabic(texts[int(i)]) for i in rows])
+    return view
 
 
 def reads_layers(*heads: Any) -> bool:
@@ -181,8 +218,13 @@ class AnalysisPipeline:
             else (None, None)
         )
 
+        arabizi = (
+            arabizi_view(self.sentiment_model, inputs, embeddings.shape[1], self.encoder.encode)
+            if self.encoder is not None and embeddings is not None
+            else None
+        )
         sentiment_proba = self.sentiment_model.predict_proba(
-            head_inputs(self.sentiment_model, inputs, embeddings, layers)
+            head_inputs(self.sentiment_model, inputs, embeddings, layers, arabizi)
         )
         sentiment_labels = list(self.sentiment_model.labels_)
         topic_proba = self.topic_model.predict_proba(

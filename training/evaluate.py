@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
 
-from models.pipeline import head_inputs, input_kind, reads_layers
+from models.pipeline import arabizi_view, head_inputs, input_kind, reads_arabizi, reads_layers
 from training.baseline import (
     TAXONOMY,
     expected_calibration_error,
@@ -114,7 +114,16 @@ class EvaluationData:
             layers = self.cache.get_layers(name, prepared)
         elif input_kind(model) != "text":
             embeddings = self.cache.get(name, prepared)
-        return np.asarray(model.predict_proba(head_inputs(model, prepared, embeddings, layers)))
+        arabizi = None
+        if reads_arabizi(model):
+            # the same second view as serving, its rows' spellings cached beside the split
+            last = embeddings if embeddings is not None else np.asarray(layers)[:, -1]
+            view_name = f"{name}-arabizi"
+            arabizi = arabizi_view(
+                model, prepared, last.shape[1], lambda batch: self.cache.get(view_name, batch)
+            )
+        inputs = head_inputs(model, prepared, embeddings, layers, arabizi)
+        return np.asarray(model.predict_proba(inputs))
 
 
 def _labels_of(proba: np.ndarray, labels: list[str]) -> np.ndarray:

@@ -26,6 +26,7 @@ from sklearn.metrics import f1_score
 
 from models.encoder import build
 from models.heads.encoder_heads import (
+    DARIJA_GROUP,
     EmbeddingSentimentClassifier,
     EmbeddingTopicClassifier,
     EnsembleSentimentClassifier,
@@ -34,7 +35,9 @@ from models.heads.encoder_heads import (
     LatinLanguageRouter,
     MlpTopicClassifier,
     TopicHead,
+    darija_features,
     fit_temperature,
+    latin_group,
     topic_indicator,
 )
 from models.heads.tfidf import (
@@ -46,6 +49,7 @@ from models.heads.tfidf import (
 )
 from models.language import dominant_script
 from models.pipeline import reads_layers
+from models.text.arabizi import arabizi_to_arabic
 from models.text.normalize import model_input
 from models.text.redact import redact
 from training.config import SentimentConfig, TopicsConfig
@@ -393,6 +397,9 @@ class SentimentData:
     dev: Split
     corrections: int = 0
     augmented: int = 0
+    # ``encode(name, prepared)``: embeddings of further texts (the Darija head's Arabic
+    # spellings), cached under ``name`` like the splits'; None where nothing more may be encoded
+    encode: Callable[[str, Sequence[str]], npt.NDArray[np.float32]] | None = None
 
 
 def load_sentiment_data(
@@ -439,7 +446,7 @@ def load_sentiment_data(
         extra.append(embed("corrections-sentiment-train", corrections))
     if extra:
         train = Split.concat([train, *extra])
-    return SentimentData(train, Split.concat(devs), n_corrections, augmented)
+    return SentimentData(train, Split.concat(devs), n_corrections, augmented, cache.get)
 
 
 def row_weights(frame: pd.DataFrame, balance: str, corrections_weight: float) -> np.ndarray:
@@ -749,6 +756,7 @@ def fit_sentiment(
             f"dev mean macro-F1: embedding {dev_head['mean']:.4f}, tfidf {dev_text['mean']:.4f},"
             f" ensemble {dev_ensemble['mean']:.4f} (w_arab={arabic_w}, w_latn={latin_w})"
         )
+        routed = None
         if config.latin_weights_by_language:
             routed, routed_report = _route_latin_weights(
                 config, data, ensemble, log_embedding, log_text, log
@@ -757,6 +765,13 @@ def fit_sentiment(
             if routed is not None and routed_report["dev"]["mean"] > dev_ensemble["mean"]:
                 ensemble, dev_ensemble = routed, routed_report["dev"]
             routed_report["kept"] = ensemble is routed
+        if config.darija_view and routed is not None:
+            # on the routed ensemble even where it was not kept: the head needs its router
+            darija, darija_report = fit_darija_head(config, data, routed, log)
+            report["ensemble"]["darija"] = darija_report
+            if darija is not None and darija_report["dev"]["mean"] > dev_ensemble["mean"]:
+                ensemble, dev_ensemble = darija, darija_report["dev"]
+            darija_report["kept"] = ensemble is darija
         if dev_ensemble["mean"] >= dev_head["mean"]:
             model = ensemble
     report["chosen"] = model.kind
@@ -836,6 +851,118 @@ def _route_latin_weights(
             str(g): int(n) for g, n in zip(*np.unique(groups, return_counts=True), strict=True)
         },
         "coordinate_ascent": trace,
+    }
+
+
+def darija_train_rows(split: Split, *, seed_rows: bool = False) -> npt.NDArray[np.bool_]:
+    """Real (not augmented) mostly-Latin Darija rows: what the Darija head learns from; the
+    seed set's complaints only with ``seed_rows`` (see ``SentimentConfig.darija_seed_rows``)."""
+    frame = split.frame
+    if "language" not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    sources = frame["source"].astype(str)
+    real = ~sources.str.endswith(AUGMENT_SUFFIX).to_numpy()
+    if not seed_rows:
+        real &= (sources != SEED_SOURCE).to_numpy()
+    darija = [
+        latin_group(language) == DARIJA_GROUP and dominant_script(text) == "Latn"
+        for language, text in zip(frame["language"], split.prepared, strict=True)
+    ]
+    return real & np.asarray(darija, dtype=bool)
+
+
+def fit_darija_head(
+    config: SentimentConfig,
+    data: SentimentData,
+    routed: EnsembleSentimentClassifier,
+    log: Log = log_to_stderr,
+) -> tuple[EnsembleSentimentClassifier | None, dict[str, Any]]:
+    """The routed ensemble with a Latin-script Darija head: logistic regression on each
+    post's embedding beside its Arabic spelling's (``arabizi_to_arabic``), fit on train's
+    Latin-script Darija rows; C, the head's temperature and the group weights chosen on the
+    dev rows the router sends to ``ary-Latn`` (the rows it will score when served)."""
+    if data.encode is None:
+        return None, {"skipped": "no encoder to embed the Arabic spellings with"}
+    train = data.train.subset(darija_train_rows(data.train, seed_rows=config.darija_seed_rows))
+    labels = train.frame["label"].astype(str).tolist()
+    if sorted(set(labels)) != sorted(routed.labels_):
+        classes = sorted(set(labels))
+        return None, {"skipped": f"Latin-script Darija train rows have classes {classes}"}
+    dev_frame = data.dev.frame.reset_index(drop=True)
+    groups = routed.route(data.dev.prepared)
+    dev_rows = np.flatnonzero(groups == DARIJA_GROUP)
+    if not dev_rows.size:
+        return None, {"skipped": "no dev row is routed to Latin-script Darija"}
+
+    def spelled(texts: Sequence[str]) -> list[str]:
+        return [arabizi_to_arabic(text) for text in texts]
+
+    x = darija_features(
+        train.embeddings, data.encode("darija-train-arabizi", spelled(train.prepared))
+    )
+    dev_embeddings = data.dev.embeddings
+    dev_view = np.full(dev_embeddings.shape, np.nan, dtype=np.float32)
+    dev_view[dev_rows] = data.encode(
+        "darija-dev-arabizi", spelled([data.dev.prepared[i] for i in dev_rows])
+    )
+    dev_inputs = (data.dev.encoded_for(routed.embedding_head), data.dev.prepared, dev_view)
+    dev_features = darija_features(dev_embeddings[dev_rows], dev_view[dev_rows])
+    dev_labels = dev_frame["label"].astype(str).to_numpy()
+    start = {"Arab": routed.arabic_weight, **(routed.latin_group_weights or {})}
+    darija_groups = sorted(routed.latin_group_weights or {})
+    by_c: dict[str, dict[str, Any]] = {}
+    best: tuple[float, EnsembleSentimentClassifier | None, dict[str, Any]] = (-1.0, None, {})
+    for c in config.darija_C_grid:
+        head = EmbeddingSentimentClassifier(C=c, random_state=config.seed).fit(x, labels)
+        truth = _label_index(head.labels_, dev_labels[dev_rows].tolist())
+        head.temperature_ = fit_temperature(head.decision_function(dev_features), truth)
+        probe = EnsembleSentimentClassifier(
+            routed.embedding_head,
+            routed.text_head,
+            routed.arabic_weight,
+            routed.latin_weight,
+            routed.temperature,
+            latin_group_weights=routed.latin_group_weights,
+            router=routed.router,
+            darija_head=head,
+        )
+        log_embedding, log_text = probe.member_log_proba(dev_inputs)
+        weights, temperature, _ = choose_group_weights(
+            log_embedding, log_text, groups, dev_frame, routed.labels_, config.weight_grid, start
+        )
+        candidate = EnsembleSentimentClassifier(
+            routed.embedding_head,
+            routed.text_head,
+            weights["Arab"],
+            routed.latin_weight,
+            temperature,
+            latin_group_weights={g: weights[g] for g in darija_groups},
+            router=routed.router,
+            darija_head=head,
+        )
+        predicted = candidate.predict(dev_inputs)
+        dev = per_corpus_macro_f1(dev_frame, predicted)
+        alone = f1_score(dev_labels[dev_rows], head.predict(dev_features), average="macro")
+        by_c[str(c)] = {
+            "dev": dev,
+            "dev_darija_rows_head_alone_macro_f1": round(float(alone), 4),
+            "dev_latin_languages": latin_language_slices(dev_frame, predicted),
+            "latin_group_weights": {g: weights[g] for g in darija_groups},
+            "arabic_weight": weights["Arab"],
+            "temperature": round(temperature, 4),
+        }
+        log(
+            f"Darija head C={c}: dev mean macro-F1 {dev['mean']:.4f} (head alone on the "
+            f"{dev_rows.size} dev rows routed to {DARIJA_GROUP}: {alone:.4f}; "
+            f"w_{DARIJA_GROUP}={weights[DARIJA_GROUP]})"
+        )
+        if dev["mean"] > best[0]:
+            best = (dev["mean"], candidate, {"C": c, **by_c[str(c)]})
+    return best[1], {
+        "train_rows": len(train),
+        "dev_rows_routed": int(dev_rows.size),
+        "by_C": by_c,
+        **best[2],
     }
 
 

@@ -47,11 +47,21 @@ LAYERED_FORMAT_VERSION = 2
 # A sentiment head that standardises its inputs writes this version, so that code which predates
 # it refuses the head instead of applying its weights to unstandardised features.
 STANDARDIZED_FORMAT_VERSION = 3
+# A sentiment ensemble with a Latin-script Darija head (which also reads the Arabic spelling's
+# embedding) writes this version, so that code which predates it refuses the ensemble instead of
+# scoring Latin-script Darija without that head.
+DARIJA_FORMAT_VERSION = 3
 ROUTER_DIR = "router"
 ROUTER_FILE = "model.joblib"
+DARIJA_DIR = "darija"
+# the router group whose texts the Darija head scores (with their Arabic spelling)
+DARIJA_GROUP = "ary-Latn"
 
 FloatArray = npt.NDArray[np.float64]
 EmbeddingsAndTexts = tuple[npt.NDArray[np.floating[Any]], Sequence[str]]
+# ``(encoded, texts, arabizi)``: ``arabizi`` holds, for the rows an ensemble's Darija head reads,
+# the embedding of the text's Arabic spelling (``models.text.arabizi``), and NaN elsewhere
+WithArabizi = tuple[npt.NDArray[np.floating[Any]], Sequence[str], npt.NDArray[np.floating[Any]]]
 
 
 def fit_temperature(logits: FloatArray, truth: npt.NDArray[np.int64]) -> float:
@@ -749,6 +759,11 @@ def _check_weight(name: str, value: object) -> float:
     return float(value)
 
 
+def darija_features(embeddings: npt.ArrayLike, arabizi: npt.ArrayLike) -> FloatArray:
+    """What a Darija head reads: each text's embedding beside its Arabic spelling's."""
+    return np.hstack([_as_matrix(embeddings), _as_matrix(arabizi)])
+
+
 @register_model_kind
 class EnsembleSentimentClassifier(PairedInputs):
     """Log-linear pool of an embedding head and a char n-gram head, weighted per script.
@@ -758,6 +773,13 @@ class EnsembleSentimentClassifier(PairedInputs):
     with a ``router``, the weight of the language group (``fr``, ``en``, ``ary-Latn``) it
     routes the text to (``latin_group_weights``). Weights and ``T`` are chosen on dev splits
     by the trainer (``training.fit``), never on test data; the router is fit on train rows.
+
+    With a ``darija_head``, texts routed to ``ary-Latn`` take their embedding-side
+    probabilities from it instead: a head on the text's embedding beside the embedding of its
+    Arabic spelling (``models.text.arabizi``), because the encoder reads Darija far better in
+    Arabic script. Such an ensemble reads ``(encoded, texts, arabizi)`` (input kind
+    ``…+text+arabizi``), ``arabizi`` being needed only on the rows ``arabizi_rows`` names, so
+    the second encoder pass costs only Latin-script Darija posts.
     """
 
     kind: ClassVar[str] = "ensemble-sentiment"
@@ -772,6 +794,7 @@ class EnsembleSentimentClassifier(PairedInputs):
         temperature: float = 1.0,
         latin_group_weights: dict[str, float] | None = None,
         router: LatinLanguageRouter | None = None,
+        darija_head: EmbeddingSentimentClassifier | None = None,
     ) -> None:
         if (latin_group_weights is None) != (router is None):
             raise ValueError("per-language Latin weights need a router, and a router needs them")
@@ -785,6 +808,8 @@ class EnsembleSentimentClassifier(PairedInputs):
                 str(group): _check_weight(f"weight of '{group}'", w)
                 for group, w in sorted(latin_group_weights.items())
             }
+        if darija_head is not None and (router is None or DARIJA_GROUP not in router.groups_):
+            raise ValueError(f"a Darija head needs a router with an '{DARIJA_GROUP}' group")
         self.embedding_head = embedding_head
         self.text_head = text_head
         self.arabic_weight = arabic_weight
@@ -792,25 +817,70 @@ class EnsembleSentimentClassifier(PairedInputs):
         self.temperature = temperature
         self.latin_group_weights = latin_group_weights
         self.router = router
+        self.darija_head = darija_head
+
+    @property
+    def input_kind(self) -> str:
+        paired = f"{self.embedding_head.input_kind}+text"
+        return f"{paired}+arabizi" if self.darija_head is not None else paired
 
     @property
     def labels_(self) -> list[str]:
         return list(self.embedding_head.labels_)
 
     def _check_members(self) -> None:
-        if list(self.text_head.labels_) != list(self.embedding_head.labels_):
-            raise ValueError(
-                f"members disagree on labels: {self.embedding_head.labels_} vs "
-                f"{self.text_head.labels_}"
-            )
+        members = [self.text_head] + ([self.darija_head] if self.darija_head is not None else [])
+        for member in members:
+            if list(member.labels_) != list(self.embedding_head.labels_):
+                raise ValueError(
+                    f"members disagree on labels: {self.embedding_head.labels_} vs {member.labels_}"
+                )
 
-    def member_log_proba(self, inputs: EmbeddingsAndTexts) -> tuple[FloatArray, FloatArray]:
-        """Each member's log-probabilities (lets a trainer search weights without refitting)."""
+    def arabizi_rows(self, texts: Sequence[str]) -> npt.NDArray[np.bool_]:
+        """Rows whose Arabic spelling this ensemble reads (none without a Darija head)."""
+        if self.darija_head is None:
+            return np.zeros(len(texts), dtype=bool)
+        return np.asarray(self.route(texts) == DARIJA_GROUP, dtype=bool)
+
+    def _split_views(
+        self, inputs: EmbeddingsAndTexts | WithArabizi
+    ) -> tuple[npt.NDArray[np.floating[Any]], list[str], npt.NDArray[np.floating[Any]] | None]:
+        if self.darija_head is None:
+            encoded, texts = self._split(inputs)  # type: ignore[arg-type]
+            return encoded, texts, None
+        if not isinstance(inputs, tuple) or len(inputs) != 3:
+            raise TypeError(
+                f"an '{self.input_kind}' head takes a tuple (encoded, texts, arabizi), the last "
+                "the Arabic spelling's embeddings (models.pipeline.arabizi_view)"
+            )
+        encoded, texts = self._split((inputs[0], inputs[1]))
+        arabizi = np.asarray(inputs[2], dtype=np.float64)
+        if arabizi.ndim != 2 or arabizi.shape[0] != len(texts):
+            raise ValueError(f"{arabizi.shape} Arabic-spelling embeddings for {len(texts)} texts")
+        return encoded, texts, arabizi
+
+    def member_log_proba(
+        self, inputs: EmbeddingsAndTexts | WithArabizi
+    ) -> tuple[FloatArray, FloatArray]:
+        """Each member's log-probabilities (lets a trainer search weights without refitting);
+        the embedding side's rows routed to Latin-script Darija come from the Darija head."""
         self._check_members()
-        embeddings, texts = self._split(inputs)
+        encoded, texts, arabizi = self._split_views(inputs)
         eps = 1e-9
-        log_embedding = np.log(self.embedding_head.predict_proba(embeddings) + eps)
+        log_embedding = np.log(self.embedding_head.predict_proba(encoded) + eps)
         log_text = np.log(np.asarray(self.text_head.predict_proba(texts)) + eps)
+        if self.darija_head is not None and arabizi is not None:
+            rows = np.flatnonzero(self.arabizi_rows(texts))
+            if rows.size:
+                if not np.isfinite(arabizi[rows]).all():
+                    missing = [int(i) for i in rows if not np.isfinite(arabizi[i]).all()]
+                    raise ValueError(
+                        f"rows {missing[:10]} are Latin-script Darija but have no Arabic-spelling "
+                        "embedding (models.pipeline.arabizi_view computes them)"
+                    )
+                last = encoded if encoded.ndim == 2 else encoded[:, -1]
+                features = darija_features(last[rows], arabizi[rows])
+                log_embedding[rows] = np.log(self.darija_head.predict_proba(features) + eps)
         return log_embedding, log_text
 
     def route(self, texts: Sequence[str]) -> npt.NDArray[np.object_]:
@@ -849,13 +919,14 @@ class EnsembleSentimentClassifier(PairedInputs):
         pooled = EnsembleSentimentClassifier.pool(log_embedding, log_text, weight)
         return np.asarray(softmax(pooled / temperature, axis=1))
 
-    def predict_proba(self, inputs: EmbeddingsAndTexts) -> FloatArray:
-        """Calibrated probabilities from ``(embeddings, texts)``, columns in ``labels_`` order."""
+    def predict_proba(self, inputs: EmbeddingsAndTexts | WithArabizi) -> FloatArray:
+        """Calibrated probabilities from ``(embeddings, texts[, arabizi])``, columns in
+        ``labels_`` order."""
         log_embedding, log_text = self.member_log_proba(inputs)
         pooled = self.pool(log_embedding, log_text, self.text_weights(list(inputs[1])))
         return np.asarray(softmax(pooled / self.temperature, axis=1))
 
-    def predict(self, inputs: EmbeddingsAndTexts) -> npt.NDArray[np.object_]:
+    def predict(self, inputs: EmbeddingsAndTexts | WithArabizi) -> npt.NDArray[np.object_]:
         proba = self.predict_proba(inputs)
         return np.asarray(self.labels_, dtype=object)[proba.argmax(axis=1)]
 
@@ -876,12 +947,16 @@ class EnsembleSentimentClassifier(PairedInputs):
             config["format_version"] = ROUTED_FORMAT_VERSION
             config["latin_group_weights"] = dict(self.latin_group_weights or {})
             config["router"] = self.router.kind
+        if self.darija_head is not None:
+            self.darija_head.save(directory / DARIJA_DIR)
+            config["format_version"] = DARIJA_FORMAT_VERSION
+            config["members"]["darija"] = self.darija_head.kind
         _write(directory, config, {})
 
     @classmethod
     def load(cls, directory: Path) -> Self:
         directory = Path(directory)
-        config, _ = _read(directory, cls.kind, max_version=ROUTED_FORMAT_VERSION)
+        config, _ = _read(directory, cls.kind, max_version=DARIJA_FORMAT_VERSION)
         members = config["members"]
         router: LatinLanguageRouter | None = None
         group_weights = config.get("latin_group_weights")
@@ -895,6 +970,9 @@ class EnsembleSentimentClassifier(PairedInputs):
                     f"{directory}: the config names a router; {ROUTER_DIR}/ is missing"
                 )
             router = LatinLanguageRouter.load(directory / ROUTER_DIR)
+        darija_head = None
+        if "darija" in members:
+            darija_head = _load_member(directory / DARIJA_DIR, members["darija"])
         model = cls(
             embedding_head=_load_member(directory / "embedding", members["embedding"]),
             text_head=_load_member(directory / "text", members["text"]),
@@ -903,6 +981,7 @@ class EnsembleSentimentClassifier(PairedInputs):
             temperature=float(config["temperature"]),
             latin_group_weights=group_weights,
             router=router,
+            darija_head=darija_head,
         )
         if list(config.get("labels", model.labels_)) != model.labels_:
             raise ValueError(f"{directory}: config labels {config['labels']} != the members'")

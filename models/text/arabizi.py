@@ -6,8 +6,10 @@ beside the post itself, carries sentiment the Latin spelling alone does not: on 
 Latin-script `train` rows, 5-fold CV of one logistic regression rises from 0.507 to 0.552
 macro-F1 (weighted 0.527 to 0.567) with both views, where a second view without
 transliteration (another prefix, upper case) gains at most 0.014 (`python -m
-training.arabizi_view`). Not served yet: the heads would need the second view in training and
-a second encoder pass for Latin-script Darija posts.
+training.arabizi_view`). Read by the sentiment ensemble's Darija head
+(``models.heads.encoder_heads.EnsembleSentimentClassifier``, fit by ``sawt train sentiment``):
+the pipeline encodes the spelling of the posts it routes to Latin-script Darija, and of those
+only (``models.pipeline.arabizi_view``).
 
 The spelling is deliberately simple and deterministic: the digit letters (3 ع, 7 ح, 9 ق, 2 ء,
 5 خ, 8 ه), the digraphs ch/sh ش, kh خ, gh غ, ou و, dj ج, one letter for each other consonant,

@@ -360,7 +360,7 @@ def test_routed_ensemble_load_checks_what_it_reads(members, router, tmp_path: Pa
         lambda d, c: c["latin_group_weights"].pop("fr"),
         lambda d, c: c.pop("router"),
         lambda d, c: shutil.rmtree(d / "router"),
-        lambda d, c: c.update(format_version=3),
+        lambda d, c: c.update(format_version=4),
     ]
     for edit in broken:
         with pytest.raises(ValueError):

@@ -106,3 +106,46 @@ def test_heads_that_read_the_embedding_only_never_ask_for_layers():
     )
     pipeline.analyze(TEXTS)
     assert encoder.calls == ["encode"]
+
+
+class DarijaAwareSentiment(EmbeddingSentiment):
+    """Reads the Arabic spelling of the texts it calls Latin-script Darija (those with 'bzaf')."""
+
+    input_kind = "embedding+text+arabizi"
+
+    def arabizi_rows(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(["bzaf" in text for text in texts])
+
+    def predict_proba(self, inputs: tuple[np.ndarray, list[str], np.ndarray]) -> np.ndarray:
+        _, texts, arabizi = inputs
+        self.seen = arabizi
+        return np.tile([0.7, 0.2, 0.1], (len(texts), 1))
+
+
+def test_only_latin_darija_posts_pay_for_the_arabic_spelling_pass(layered_topics):
+    encoder = CountingEncoder()
+    spelled: list[list[str]] = []
+    encode = encoder.encode
+
+    def spy(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        spelled.append(list(texts))
+        return encode(texts, batch_size)
+
+    encoder.encode = spy  # type: ignore[method-assign]
+    sentiment = DarijaAwareSentiment()
+    pipeline = AnalysisPipeline(
+        language_identifier=StubLanguage(),
+        sentiment_model=sentiment,
+        topic_model=layered_topics,
+        versions={},
+        encoder=encoder,
+    )
+    results = pipeline.analyze(TEXTS)
+    # one pass for every text (layers), then one more for the two Darija posts' spellings
+    assert encoder.calls == ["encode_layers", "encode"]
+    assert spelled == [["تسنيت بزاف ف لبالادييا", "خلست فلوس بزاف"]]
+    assert sentiment.seen is not None
+    assert np.isfinite(sentiment.seen[:2]).all() and np.isnan(sentiment.seen[2:]).all()
+    # the stored embedding is still the text's own, not its spelling's
+    assert encoder.returned is not None
+    np.testing.assert_allclose(results[0].embedding, encoder.returned[0, -1])

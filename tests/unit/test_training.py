@@ -18,8 +18,9 @@ from models.heads.encoder_heads import (
     LatinLanguageRouter,
 )
 from models.heads.tfidf import TfidfSentimentClassifier
-from models.pipeline import head_inputs
+from models.pipeline import arabizi_view, head_inputs
 from models.registry import Registry
+from models.text.arabizi import arabizi_to_arabic
 from service.complaints.models import Complaint, LabelCorrection
 from service.core.db import make_engine, make_session_factory, session_scope
 from service.core.migrate import upgrade
@@ -32,9 +33,15 @@ from training.corrections import corrections_frame, load_corrections
 from training.evaluate import EvaluationData, evaluate_topics
 from training.fit import (
     EmbeddingCache,
+    Split,
     arabic_to_arabizi,
     choose_group_weights,
+    darija_train_rows,
+    fit_darija_head,
+    fit_embedding_sentiment,
+    fit_latin_router,
     fit_sentiment,
+    fit_tfidf_sentiment,
     fit_topics,
     load_sentiment_data,
     load_topic_negatives,
@@ -275,6 +282,92 @@ def test_per_language_weights_are_fit_on_train_and_chosen_on_dev_only(
     )
     assert "by_language" not in off_report.get("ensemble", {})
     assert getattr(off, "router", None) is None
+
+
+def test_the_darija_head_spells_train_and_routed_dev_rows_only(multilingual_frames, cache):
+    config = tiny_sentiment_config(corpora=["afrisenti_ary", "umsab_xlm_t"])
+    data = load_sentiment_data(config, cache, frames=multilingual_frames)
+    assert data.encode is not None
+    spelled: list[str] = []
+    encode = data.encode
+
+    def spy(name: str, texts: Sequence[str]) -> np.ndarray:
+        spelled.extend(texts)
+        return encode(name, texts)
+
+    data.encode = spy
+    model, report = fit_sentiment(config, data, log=lambda _: None)
+    darija = report["ensemble"]["darija"]
+    assert darija["train_rows"] == 90  # afrisenti's Latin-script Darija train rows, nothing else
+    assert 0 < darija["dev_rows_routed"] <= 40
+    assert set(darija["by_C"]) == {"0.3", "1.0", "3.0"}
+    allowed = {arabizi_to_arabic(t) for t in data.train.prepared + data.dev.prepared}
+    assert spelled and set(spelled) <= allowed
+    assert (getattr(model, "darija_head", None) is not None) == darija["kept"]
+    off, off_report = fit_sentiment(
+        config.model_copy(update={"darija_view": False}), data, log=lambda _: None
+    )
+    assert "darija" not in off_report["ensemble"]
+    assert getattr(off, "darija_head", None) is None
+
+
+def test_the_darija_head_learns_from_real_latin_darija_corpus_rows():
+    rows = [
+        ("wach khoya zwin", "ary", "afrisenti_ary"),  # yes
+        ("tsnit bzaf f lbaladiya", "ary-Latn", "seed_topics"),  # only with seed_rows
+        ("khayb bzaf", "ary-Latn", "afrisenti_ary+arabizi"),  # augmented: never
+        ("واش كاين شي حل", "ary", "afrisenti_ary"),  # Arabic script: never
+        ("le service est lent", "fr", "umsab_xlm_t"),  # French: never
+    ]
+    frame = pd.DataFrame(rows, columns=["text", "language", "source"])
+    split = Split(frame, prepare_texts(frame["text"].tolist()), np.zeros((5, 4), np.float32))
+    assert list(darija_train_rows(split)) == [True, False, False, False, False]
+    assert list(darija_train_rows(split, seed_rows=True)) == [True, True, False, False, False]
+
+
+def test_a_darija_ensemble_reads_the_arabic_spelling_and_round_trips(
+    multilingual_frames, cache, encoder, tmp_path
+):
+    config = tiny_sentiment_config(corpora=["afrisenti_ary", "umsab_xlm_t"])
+    data = load_sentiment_data(config, cache, frames=multilingual_frames)
+    head, _ = fit_embedding_sentiment(config, data, log=lambda _: None)
+    text_head, _ = fit_tfidf_sentiment(config, data, log=lambda _: None)
+    router, _ = fit_latin_router(data.train)
+    assert router is not None
+    routed = EnsembleSentimentClassifier(
+        head, text_head, 0.5, 0.5, 1.0, {g: 0.5 for g in router.groups_}, router
+    )
+    model, _ = fit_darija_head(config, data, routed, log=lambda _: None)
+    assert model is not None and model.darija_head is not None
+    assert model.input_kind == "embedding+text+arabizi"
+    model.save(tmp_path / "model")
+    loaded = EnsembleSentimentClassifier.load(tmp_path / "model")
+
+    texts = prepare_texts(["wach khoya zwin bzaf", "le service est très mauvais", "سيء جدا"])
+    embeddings = encoder.encode(texts)
+    assert list(loaded.arabizi_rows(texts)) == [True, False, False]
+    view = arabizi_view(loaded, texts, embeddings.shape[1], encoder.encode)
+    assert view is not None and np.isnan(view[1:]).all()
+    np.testing.assert_allclose(view[0], encoder.encode([arabizi_to_arabic(texts[0])])[0])
+    expected = model.predict_proba(head_inputs(model, texts, embeddings, None, view))
+    np.testing.assert_allclose(
+        loaded.predict_proba(head_inputs(loaded, texts, embeddings, None, view)),
+        expected,
+        atol=1e-5,
+    )
+    # the Darija row's scores follow its spelling; the others' do not read it
+    other = view.copy()
+    other[0] = encoder.encode(["مزيان بزاف"])[0]
+    before, _ = loaded.member_log_proba((embeddings, texts, view))
+    after, _ = loaded.member_log_proba((embeddings, texts, other))
+    assert not np.allclose(after[0], before[0])
+    np.testing.assert_allclose(after[1:], before[1:])
+    with pytest.raises(ValueError, match="Arabic-spelling"):
+        loaded.predict_proba((embeddings, texts, np.full_like(view, np.nan)))
+    with pytest.raises(TypeError, match="arabizi"):
+        loaded.predict_proba((embeddings, texts))
+    with pytest.raises(ValueError, match="needs arabizi_view"):
+        head_inputs(loaded, texts, embeddings)
 
 
 def test_embeddings_are_encoded_once_and_cached(frames, cache, encoder):
