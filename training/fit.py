@@ -449,9 +449,15 @@ def load_sentiment_data(
     return SentimentData(train, Split.concat(devs), n_corrections, augmented, cache.get)
 
 
-def row_weights(frame: pd.DataFrame, balance: str, corrections_weight: float) -> np.ndarray:
+def row_weights(
+    frame: pd.DataFrame,
+    balance: str,
+    corrections_weight: float,
+    seed_share: float | None = None,
+) -> np.ndarray:
     """Per-row training weights (mean 1 over corpus rows); corrections get their own weight
-    and the seed set's rows weigh 1 each (a few hundred synthetic rows must not weigh a corpus).
+    and the seed set's rows weigh 1 each (a few hundred synthetic rows must not weigh a corpus),
+    or, with ``seed_share`` and a balance, together that share of one corpus's weight.
 
     ``corpus``: each source corpus weighs the same in total. ``corpus_script_class``: within
     each corpus, each script group weighs in proportion to its size and each class the same
@@ -478,6 +484,11 @@ def row_weights(frame: pd.DataFrame, balance: str, corrections_weight: float) ->
                 for label in classes:
                     cell = in_group & (labels == label)
                     weights[cell] = group_share / (len(classes) * cell.sum())
+    seed_rows = sources == SEED_SOURCE
+    if seed_share is not None and balance != "none" and seed_rows.any() and corpus_rows.any():
+        corpora = len(set(sources[corpus_rows]))
+        seed_total = seed_share * corpus_rows.sum() / corpora
+        weights[seed_rows] = seed_total / seed_rows.sum()
     weights[sources == CORRECTIONS_SOURCE] = corrections_weight
     return weights
 
@@ -516,7 +527,12 @@ def fit_embedding_sentiment(
     train = data.train
     if config.transliteration_augment == "text":
         train = train.subset(~train.frame["source"].str.endswith(AUGMENT_SUFFIX).to_numpy())
-    weights = row_weights(train.frame, config.balance, config.corrections_weight)
+    weights = row_weights(
+        train.frame,
+        config.balance,
+        config.corrections_weight,
+        config.seed_sentiment_share,
+    )
     class_weight = None if config.balance == "corpus_script_class" else "balanced"
     labels = train.frame["label"].tolist()
     candidates: list[dict[str, Any]] = (
@@ -573,7 +589,12 @@ def fit_tfidf_sentiment(
     matrix = features.fit_transform(normalize_all(data.train.prepared))
     dev_matrix = features.transform(normalize_all(data.dev.prepared))
     labels = data.train.frame["label"].tolist()
-    weights = row_weights(data.train.frame, config.balance, config.corrections_weight)
+    weights = row_weights(
+        data.train.frame,
+        config.balance,
+        config.corrections_weight,
+        config.seed_sentiment_share,
+    )
     class_weight = None if config.balance == "corpus_script_class" else "balanced"
     by_c: dict[str, dict[str, float]] = {}
     fitted: dict[float, LogisticRegression] = {}

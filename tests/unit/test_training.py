@@ -470,6 +470,25 @@ def test_corrections_go_to_training_and_never_to_test(database, frames, cache):
     np.testing.assert_allclose(weights[(train_sources == "corrections").to_numpy()], 3.0)
 
 
+def test_the_seed_set_weighs_a_set_share_of_one_corpus_however_many_lines_it_has():
+    def frame(seed_lines: int) -> pd.DataFrame:
+        sources = ["afrisenti_ary"] * 300 + ["mac"] * 100 + ["seed_topics"] * seed_lines
+        sources += ["seed_topics+arabizi"] * 10 + ["corrections"] * 2
+        return pd.DataFrame({"source": sources, "label": "neutral", "script": "Arab"})
+
+    for seed_lines in (50, 500):
+        data = frame(seed_lines)
+        weights = row_weights(data, "corpus", 2.0, seed_share=0.2)
+        sources = data["source"].to_numpy()
+        one_corpus = weights[sources == "mac"].sum()
+        assert one_corpus == pytest.approx(200.0)  # 400 corpus rows, two corpora
+        seed = np.char.startswith(sources.astype(str), "seed_topics")
+        assert weights[seed].sum() == pytest.approx(0.2 * one_corpus)
+        np.testing.assert_allclose(weights[sources == "corrections"], 2.0)
+        # without a share, each seed line weighs 1, as before
+        np.testing.assert_allclose(row_weights(data, "corpus", 2.0)[seed], 1.0)
+
+
 def test_topic_corrections_keep_only_known_topics(database):
     frame = corrections_frame(load_corrections(database), "topics", labels=["fees", "praise"])
     assert sorted(t for ts in frame["topics"] for t in ts) == ["fees", "praise"]
