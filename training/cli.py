@@ -206,6 +206,21 @@ def model_card(
                 f"{model.temperature:.3f} (all chosen on dev splits). Input kind {kind}: the "
                 "pipeline passes the encoder's output with the texts"
             )
+            if model.darija_head is not None:
+                what += (
+                    "; for texts routed to Latin-script Darija the embedding side is a Darija "
+                    "head (logistic regression, C = "
+                    f"{model.darija_head.C}) on the text's embedding beside the embedding of "
+                    "its Arabic-script spelling (models/text/arabizi.py, a second encoder pass "
+                    "over those texts only), fit on afrisenti_ary's Latin-script train rows"
+                )
+            base_version = getattr(config, "base_version", None)
+            if base_version:
+                what += (
+                    f". Only the Darija head, its group's weight and the temperature were fit "
+                    f"here: every other member, the router and the other weights are those of "
+                    f"`{base_version}`"
+                )
         selection = "dev splits of the training corpora"
     else:
         member = getattr(model, "embedding_head", model)
@@ -260,6 +275,7 @@ def train_task(
     """Fit, evaluate on test, publish (and promote unless worse); returns model, metrics, meta."""
     from training.corpora import provenance
     from training.fit import (
+        fit_darija_on,
         fit_sentiment,
         fit_topics,
         load_sentiment_data,
@@ -269,7 +285,26 @@ def train_task(
 
     started = time.perf_counter()
     corrections = _corrections(task, config, data, database_url)
-    if isinstance(config, SentimentConfig):
+    model: Any
+    if isinstance(config, SentimentConfig) and config.base_version is not None:
+        base, base_meta = registry.load(task, config.base_version)
+        if encoder_of(base_meta)[1] != config.encoder_adapter:
+            raise typer.BadParameter(
+                f"{config.base_version} was fit on encoder adapter {encoder_of(base_meta)[1]}, "
+                f"the config names {config.encoder_adapter}"
+            )
+        if corrections is not None and len(corrections):
+            raise typer.BadParameter("base_version refits the Darija head only: no corrections")
+        sentiment_data = load_sentiment_data(config, data.cache, frames=data.frames)
+        model, report = fit_darija_on(base, config, sentiment_data, log=_say)
+        training_data = [
+            *base_meta.training_data,
+            {
+                **provenance("afrisenti_ary", ["train", "dev"], int(report["train_rows"])),
+                "role": f"Darija head, on top of {config.base_version}",
+            },
+        ]
+    elif isinstance(config, SentimentConfig):
         sentiment_data = load_sentiment_data(
             config, data.cache, frames=data.frames, corrections=corrections
         )

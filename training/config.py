@@ -117,6 +117,13 @@ class SentimentConfig(_Config):
         "afrisenti_ary's Latin-script train rows, 5-fold CV macro-F1 0.507 -> 0.552 with the "
         "second view (python -m training.arabizi_view)",
     )
+    base_version: str | None = Field(
+        default=None,
+        description="fit only the Darija head, on top of this published sentiment ensemble "
+        "(its members, router and other weights kept as they are; the Latin-script Darija "
+        "group's weight and the temperature re-chosen on dev); the encoder adapter must be the "
+        "one it was fit on. None: fit every member",
+    )
     darija_seed_rows: bool = Field(
         default=False,
         description="also fit the Darija head on the seed set's Latin-script Darija complaints. "

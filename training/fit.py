@@ -656,6 +656,7 @@ def choose_group_weights(
     grid: Sequence[float],
     start: dict[str, float],
     passes: int = 2,
+    tune: Sequence[str] | None = None,
 ) -> tuple[dict[str, float], float, list[dict[str, Any]]]:
     """Embedding-member weight per weight group (``Arab``, then each Latin language group) by
     coordinate ascent from ``start`` on dev mean per-corpus macro-F1, then a dev temperature.
@@ -663,6 +664,7 @@ def choose_group_weights(
     ``groups`` holds each dev row's group (``EnsembleSentimentClassifier.route``). Each pass
     sweeps one group's weight over ``grid`` holding the others; a move needs a strictly better
     mean, so the result never scores below ``start``. Only the given dev rows are looked at.
+    With ``tune``, only those groups' weights move.
     """
     row_groups = np.asarray(groups, dtype=object)
     if len(row_groups) != len(dev) or len(log_embedding) != len(dev) or len(log_text) != len(dev):
@@ -687,8 +689,8 @@ def choose_group_weights(
     trace: list[dict[str, Any]] = [{"start": dict(weights), "dev_mean": best}]
     for sweep in range(passes):
         for group in order:
-            if group not in present:
-                continue  # no dev row to choose its weight on: keep the start
+            if group not in present or (tune is not None and group not in tune):
+                continue  # no dev row to choose its weight on (or held): keep the start
             by_weight = {}
             for value in grid:
                 by_weight[str(value)] = score({**weights, group: float(value)})
@@ -897,11 +899,14 @@ def fit_darija_head(
     data: SentimentData,
     routed: EnsembleSentimentClassifier,
     log: Log = log_to_stderr,
+    *,
+    tune: Sequence[str] | None = None,
 ) -> tuple[EnsembleSentimentClassifier | None, dict[str, Any]]:
     """The routed ensemble with a Latin-script Darija head: logistic regression on each
     post's embedding beside its Arabic spelling's (``arabizi_to_arabic``), fit on train's
-    Latin-script Darija rows; C, the head's temperature and the group weights chosen on the
-    dev rows the router sends to ``ary-Latn`` (the rows it will score when served)."""
+    Latin-script Darija rows; C, the head's temperature and the group weights (``tune``: only
+    those groups') chosen on the dev rows the router sends to ``ary-Latn`` (the rows it will
+    score when served) and the rest of dev."""
     if data.encode is None:
         return None, {"skipped": "no encoder to embed the Arabic spellings with"}
     train = data.train.subset(darija_train_rows(data.train, seed_rows=config.darija_seed_rows))
@@ -949,7 +954,14 @@ def fit_darija_head(
         )
         log_embedding, log_text = probe.member_log_proba(dev_inputs)
         weights, temperature, _ = choose_group_weights(
-            log_embedding, log_text, groups, dev_frame, routed.labels_, config.weight_grid, start
+            log_embedding,
+            log_text,
+            groups,
+            dev_frame,
+            routed.labels_,
+            config.weight_grid,
+            start,
+            tune=tune,
         )
         candidate = EnsembleSentimentClassifier(
             routed.embedding_head,
@@ -984,6 +996,47 @@ def fit_darija_head(
         "dev_rows_routed": int(dev_rows.size),
         "by_C": by_c,
         **best[2],
+    }
+
+
+def fit_darija_on(
+    base: Any, config: SentimentConfig, data: SentimentData, log: Log = log_to_stderr
+) -> tuple[EnsembleSentimentClassifier, dict[str, Any]]:
+    """A published routed ensemble (``config.base_version``) with a Darija head added, and
+    nothing else refit: its members, router and the other groups' weights are kept, so only
+    the texts it routes to Latin-script Darija can score differently. Refused where the head
+    does not raise the dev mean per-corpus macro-F1."""
+    started = time.perf_counter()
+    if not isinstance(base, EnsembleSentimentClassifier) or base.router is None:
+        raise ValueError(f"{config.base_version} is not a sentiment ensemble with a router")
+    if base.darija_head is not None:
+        raise ValueError(f"{config.base_version} already has a Darija head")
+    dev_frame = data.dev.frame.reset_index(drop=True)
+    dev_base = per_corpus_macro_f1(
+        dev_frame, base.predict((data.dev.encoded_for(base.embedding_head), data.dev.prepared))
+    )
+    model, darija = fit_darija_head(config, data, base, log, tune=[DARIJA_GROUP])
+    if model is None:
+        raise ValueError(f"no Darija head: {darija['skipped']}")
+    if darija["dev"]["mean"] <= dev_base["mean"]:
+        raise ValueError(
+            f"the Darija head does not raise {config.base_version}'s dev mean macro-F1 "
+            f"({darija['dev']['mean']:.4f} vs {dev_base['mean']:.4f})"
+        )
+    log(
+        f"{config.base_version} + Darija head: dev mean {dev_base['mean']:.4f} -> "
+        f"{darija['dev']['mean']:.4f}"
+    )
+    return model, {
+        "base_version": config.base_version,
+        "base_dev": dev_base,
+        "ensemble": {"darija": {**darija, "kept": True}},
+        "chosen": model.kind,
+        "train_rows": darija["train_rows"],
+        "dev_rows": len(data.dev),
+        "corrections": 0,
+        "augmented_rows": 0,
+        "fit_seconds": round(time.perf_counter() - started, 1),
     }
 
 

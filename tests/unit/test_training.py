@@ -38,6 +38,7 @@ from training.fit import (
     choose_group_weights,
     darija_train_rows,
     fit_darija_head,
+    fit_darija_on,
     fit_embedding_sentiment,
     fit_latin_router,
     fit_sentiment,
@@ -368,6 +369,34 @@ def test_a_darija_ensemble_reads_the_arabic_spelling_and_round_trips(
         loaded.predict_proba((embeddings, texts))
     with pytest.raises(ValueError, match="needs arabizi_view"):
         head_inputs(loaded, texts, embeddings)
+
+
+def test_a_darija_head_on_a_published_ensemble_changes_only_latin_darija_rows(
+    multilingual_frames, cache, encoder
+):
+    config = tiny_sentiment_config(corpora=["afrisenti_ary", "umsab_xlm_t"])
+    data = load_sentiment_data(config, cache, frames=multilingual_frames)
+    head, _ = fit_embedding_sentiment(config, data, log=lambda _: None)
+    text_head, _ = fit_tfidf_sentiment(config, data, log=lambda _: None)
+    router, _ = fit_latin_router(data.train)
+    assert router is not None
+    weights = {"ary-Latn": 0.5, "en": 0.7, "fr": 0.2}
+    base = EnsembleSentimentClassifier(head, text_head, 0.4, 0.5, 1.0, weights, router)
+    model, _ = fit_darija_head(config, data, base, log=lambda _: None, tune=["ary-Latn"])
+    assert model is not None and model.darija_head is not None
+    assert model.arabic_weight == 0.4
+    assert {g: w for g, w in (model.latin_group_weights or {}).items() if g != "ary-Latn"} == {
+        "en": 0.7,
+        "fr": 0.2,
+    }
+    texts = prepare_texts(["le service est très mauvais", "the service is great", "سيء جدا"])
+    embeddings = encoder.encode(texts)
+    view = arabizi_view(model, texts, embeddings.shape[1], encoder.encode)
+    assert list(model.predict((embeddings, texts, view))) == list(base.predict((embeddings, texts)))
+    with pytest.raises(ValueError, match="router"):
+        fit_darija_on(EnsembleSentimentClassifier(head, text_head), config, data)
+    with pytest.raises(ValueError, match="already has a Darija head"):
+        fit_darija_on(model, config, data)
 
 
 def test_embeddings_are_encoded_once_and_cached(frames, cache, encoder):
