@@ -1221,6 +1221,7 @@ def topic_head_candidates(config: TopicsConfig) -> dict[str, TopicHead]:
             for c in config.C_grid
         }
     mlp = MlpTopicClassifier(
+        bag=config.mlp_bag,
         hidden=config.mlp_hidden,
         dropout=config.mlp_dropout,
         weight_decay=config.mlp_weight_decay,
@@ -1259,12 +1260,35 @@ def text_topic_oof_scores(
     y: npt.NDArray[np.int8],
     c: float,
     groups: npt.NDArray[np.int64] | None,
+    seed: int | None = None,
 ) -> FloatArray:
     """Out-of-fold scores of the char n-gram member at ``C = c`` on ``text_member_inputs``
-    (Arabizi copies train only)."""
+    (Arabizi copies train only); ``seed`` draws the folds (default: the config's)."""
     texts, augment = inputs
-    probe = TfidfTopicClassifier(C=c, cv=config.cv, random_state=config.seed)
+    fold_seed = config.seed if seed is None else seed
+    probe = TfidfTopicClassifier(C=c, cv=config.cv, random_state=fold_seed)
     return probe._out_of_fold_scores(texts, y, augment=augment, groups=groups)
+
+
+def repeated_oof_scores(
+    head: TopicHead,
+    inputs: npt.ArrayLike,
+    y: npt.NDArray[np.int8],
+    groups: npt.NDArray[np.int64] | None,
+    repeats: int,
+) -> FloatArray:
+    """Out-of-fold scores averaged over ``repeats`` fold draws, each fit by one network (or
+    regression) seeded apart: what a bag of ``repeats`` members scores on rows it did not see,
+    so thresholds tuned on them suit the bagged head, and depend less on one draw of folds."""
+    if repeats == 1:
+        return head.out_of_fold_scores(inputs, y, groups=groups)
+    total = np.zeros(y.shape, dtype=np.float64)
+    for repeat in range(repeats):
+        params = {**head.get_params(), "random_state": head.random_state + repeat}
+        if "bag" in params:
+            params["bag"] = 1
+        total += type(head)(**params).out_of_fold_scores(inputs, y, groups=groups)
+    return total / repeats
 
 
 def served_recipe_oof_scores(
@@ -1312,9 +1336,10 @@ def fit_topics(
     candidates = topic_head_candidates(config)
     by_candidate: dict[str, float] = {}
     oof: dict[str, FloatArray] = {}
+    repeats = config.mlp_bag if config.embedding_head == "mlp" else 1
     for name, candidate in candidates.items():
         inputs = data.train.encoded_for(candidate)
-        oof[name] = candidate.out_of_fold_scores(inputs, y, groups=groups)
+        oof[name] = repeated_oof_scores(candidate, inputs, y, groups, repeats)
         by_candidate[name] = round(cv_score(oof[name])[0], 4)
         log(f"{candidate.kind} {name}: cv macro-F1 {by_candidate[name]:.4f}")
     best = max(candidates, key=lambda name: by_candidate[name])
@@ -1343,6 +1368,16 @@ def fit_topics(
             text_by_c[str(c)] = round(cv_score(text_oof[c])[0], 4)
             log(f"tfidf topics C={c}: cv macro-F1 {text_by_c[str(c)]:.4f}")
         text_c = max(config.tfidf_C_grid, key=lambda c: text_by_c[str(c)])
+        if repeats > 1:
+            # the chosen C's scores over as many fold draws as the embedding member's
+            text_oof[text_c] = np.mean(
+                [text_oof[text_c]]
+                + [
+                    text_topic_oof_scores(config, text_inputs, y, text_c, groups, config.seed + r)
+                    for r in range(1, repeats)
+                ],
+                axis=0,
+            )
         by_weight: dict[str, float] = {}
         best_weight, best_score, best_thresholds_ = 1.0, -1.0, thresholds
         for weight in config.weight_grid:

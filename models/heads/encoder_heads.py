@@ -47,6 +47,9 @@ LAYERED_FORMAT_VERSION = 2
 # A sentiment head that standardises its inputs writes this version, so that code which predates
 # it refuses the head instead of applying its weights to unstandardised features.
 STANDARDIZED_FORMAT_VERSION = 3
+# A topic network bagged over several initialisations writes this version, so that code which
+# predates bagging refuses it instead of failing on its per-member weights.
+BAGGED_FORMAT_VERSION = 3
 # A sentiment ensemble with a Latin-script Darija head (which also reads the Arabic spelling's
 # embedding) writes this version, so that code which predates it refuses the ensemble instead of
 # scoring Latin-script Darija without that head.
@@ -337,6 +340,8 @@ class TopicHead(EncoderInputs):
     fit (``_fit_arrays``) and how they score (``_scores``); inference is numpy only."""
 
     kind: ClassVar[str]
+    # the newest format ``load`` reads
+    max_format_version: ClassVar[int] = LAYERED_FORMAT_VERSION
     cv: int
     random_state: int
 
@@ -417,7 +422,7 @@ class TopicHead(EncoderInputs):
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        config, arrays = _read(Path(directory), cls.kind, max_version=LAYERED_FORMAT_VERSION)
+        config, arrays = _read(Path(directory), cls.kind, max_version=cls.max_format_version)
         model = cls(**config["params"])
         model.labels_ = list(config["labels"])
         model.thresholds_ = arrays.pop("thresholds")
@@ -476,6 +481,10 @@ class EmbeddingTopicClassifier(TopicHead):
         return np.asarray(expit(x @ arrays["weights"] + arrays["biases"]))
 
 
+# seeds of a bag's members are the head's seed plus multiples of this (apart from fold seeds)
+BAG_SEED_STRIDE = 7919
+
+
 def _gelu(x: FloatArray) -> FloatArray:
     """GELU as torch's default (erf form), so numpy inference equals the trained network."""
     return np.asarray(0.5 * x * (1.0 + erf(x / np.sqrt(2.0))))
@@ -493,6 +502,7 @@ class MlpTopicClassifier(TopicHead):
     """
 
     kind: ClassVar[str] = "mlp-topics"
+    max_format_version: ClassVar[int] = BAGGED_FORMAT_VERSION
 
     def __init__(
         self,
@@ -505,7 +515,11 @@ class MlpTopicClassifier(TopicHead):
         cv: int = 5,
         random_state: int = 0,
         encoder_layers: Sequence[int] | None = None,
+        bag: int = 1,
     ):
+        if bag < 1:
+            raise ValueError(f"bag must be at least 1, got {bag}")
+        self.bag = bag
         self.hidden = hidden
         self.dropout = dropout
         self.weight_decay = weight_decay
@@ -517,11 +531,15 @@ class MlpTopicClassifier(TopicHead):
         self.encoder_layers = tuple(encoder_layers) if encoder_layers else None
 
     def describe(self) -> str:
+        bagged = f"the mean of {self.bag} networks" if self.bag > 1 else "a network"
         return (
-            f"a network with one hidden layer of {self.hidden} GELU units shared by every topic "
+            f"{bagged} with one hidden layer of {self.hidden} GELU units shared by every topic "
             f"(standardised inputs, dropout {self.dropout}, {self.epochs} epochs, BCE weighted "
             "by each topic's rarity)"
         )
+
+    def _format_version(self) -> int:
+        return BAGGED_FORMAT_VERSION if self.bag > 1 else super()._format_version()
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -534,14 +552,33 @@ class MlpTopicClassifier(TopicHead):
             "cv": self.cv,
             "random_state": self.random_state,
             **self._encoder_params(),
+            **({"bag": self.bag} if self.bag > 1 else {}),
         }
 
     def _fit_arrays(
         self, x: FloatArray, y: npt.NDArray[np.int8], seed: int
     ) -> dict[str, FloatArray]:
+        """One network's weights, or with ``bag`` > 1 each member's under ``bag{i}.``
+        (initialised and shuffled from its own seed) beside the shared standardisation."""
+        mean, scale = _standardisation(x)
+        if self.bag == 1:
+            return {"mean": mean, "scale": scale, **self._fit_network(x, y, seed, mean, scale)}
+        arrays = {"mean": mean, "scale": scale}
+        for member in range(self.bag):
+            weights = self._fit_network(x, y, seed + BAG_SEED_STRIDE * member, mean, scale)
+            arrays.update({f"bag{member}.{name}": value for name, value in weights.items()})
+        return arrays
+
+    def _fit_network(
+        self,
+        x: FloatArray,
+        y: npt.NDArray[np.int8],
+        seed: int,
+        mean: FloatArray,
+        scale: FloatArray,
+    ) -> dict[str, FloatArray]:
         import torch  # training only: a loaded head predicts with numpy
 
-        mean, scale = _standardisation(x)
         # seeded, without touching the caller's global torch RNG (dropout draws from it)
         with torch.random.fork_rng(devices=[]):
             generator = torch.Generator().manual_seed(seed)
@@ -577,8 +614,6 @@ class MlpTopicClassifier(TopicHead):
                     optimizer.step()
                     schedule.step()
         return {
-            "mean": mean,
-            "scale": scale,
             "hidden.weight": hidden.weight.detach().numpy().T.astype(np.float64),
             "hidden.bias": hidden.bias.detach().numpy().astype(np.float64),
             "output.weight": output.weight.detach().numpy().T.astype(np.float64),
@@ -587,8 +622,15 @@ class MlpTopicClassifier(TopicHead):
 
     def _scores(self, arrays: dict[str, FloatArray], x: FloatArray) -> FloatArray:
         standardised = (x - arrays["mean"]) / arrays["scale"]
-        hidden = _gelu(standardised @ arrays["hidden.weight"] + arrays["hidden.bias"])
-        return np.asarray(expit(hidden @ arrays["output.weight"] + arrays["output.bias"]))
+        prefixes = [f"bag{m}." for m in range(self.bag)] if self.bag > 1 else [""]
+        scores = np.zeros((len(x), arrays[f"{prefixes[0]}output.bias"].shape[0]))
+        for prefix in prefixes:
+            hidden = _gelu(
+                standardised @ arrays[f"{prefix}hidden.weight"] + arrays[f"{prefix}hidden.bias"]
+            )
+            logits = hidden @ arrays[f"{prefix}output.weight"] + arrays[f"{prefix}output.bias"]
+            scores += expit(logits)
+        return np.asarray(scores / len(prefixes))
 
 
 # -- ensembles -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from models.heads.encoder_heads import (
+    BAG_SEED_STRIDE,
     ROUTER_DIR,
     EmbeddingSentimentClassifier,
     EmbeddingTopicClassifier,
@@ -558,6 +559,31 @@ def test_mlp_topic_head_learns_multilabel_and_round_trips_without_pickle(topic_s
     loaded = MlpTopicClassifier.load(tmp_path)
     np.testing.assert_allclose(loaded.predict_proba(x), head.predict_proba(x), atol=1e-5)
     np.testing.assert_allclose(loaded.thresholds_, head.thresholds_, atol=1e-6)
+
+
+def test_a_bagged_topic_network_scores_the_mean_of_its_members(topic_set, tmp_path):
+    x, rows, _ = topic_set
+    labels = ["delays", "fees", "praise"]
+    thresholds = [0.5, 0.5, 0.5]
+    bagged = _mlp_topics(bag=2, random_state=3).fit(x, rows, labels=labels, thresholds=thresholds)
+    members = [
+        _mlp_topics(random_state=seed).fit(x, rows, labels=labels, thresholds=thresholds)
+        for seed in (3, 3 + BAG_SEED_STRIDE)
+    ]
+    expected = np.mean([m.predict_proba(x) for m in members], axis=0)
+    np.testing.assert_allclose(bagged.predict_proba(x), expected, atol=1e-9)
+    assert not np.allclose(members[0].predict_proba(x), members[1].predict_proba(x))
+    assert "mean of 2 networks" in bagged.describe()
+
+    bagged.save(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    # code from before bagging would read one network's weights: the version makes it refuse
+    assert config["format_version"] == 3 and config["params"]["bag"] == 2
+    loaded = MlpTopicClassifier.load(tmp_path)
+    np.testing.assert_allclose(loaded.predict_proba(x), bagged.predict_proba(x), atol=1e-5)
+    assert "bag" not in _mlp_topics().get_params()
+    with pytest.raises(ValueError, match="bag"):
+        _mlp_topics(bag=0)
 
 
 def test_mlp_topic_head_predicts_as_the_trained_torch_network(topic_set):

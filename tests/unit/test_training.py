@@ -16,6 +16,7 @@ from models.heads.encoder_heads import (
     EmbeddingSentimentClassifier,
     EnsembleSentimentClassifier,
     LatinLanguageRouter,
+    MlpTopicClassifier,
 )
 from models.heads.tfidf import TfidfSentimentClassifier
 from models.pipeline import arabizi_view, head_inputs
@@ -50,6 +51,7 @@ from training.fit import (
     pairing_groups,
     per_corpus_macro_f1,
     prepare_texts,
+    repeated_oof_scores,
     row_weights,
     shrink_thresholds,
     topic_augmentations,
@@ -807,6 +809,20 @@ def test_topic_cv_breakdown_scores_each_variety_on_its_own_rows():
     assert breakdown["by_language"] == {"ar": 1.0, "fr": 0.0}
     assert breakdown["by_language_topic"]["fr"] == {"delays": 0.0, "fees": 0.0}
     assert breakdown["by_topic"] == {"delays": 0.5, "fees": 0.5}
+
+
+def test_repeated_out_of_fold_scores_average_fold_draws_of_single_members():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 6))
+    y = (x[:, :2] > 0).astype(np.int8)
+    head = MlpTopicClassifier(hidden=8, epochs=5, cv=3, random_state=4, bag=2)
+    single = [
+        MlpTopicClassifier(hidden=8, epochs=5, cv=3, random_state=seed).out_of_fold_scores(x, y)
+        for seed in (4, 5)
+    ]
+    np.testing.assert_allclose(repeated_oof_scores(head, x, y, None, 2), np.mean(single, axis=0))
+    once = MlpTopicClassifier(hidden=8, epochs=5, cv=3, random_state=4)
+    np.testing.assert_allclose(repeated_oof_scores(once, x, y, None, 1), single[0])
 
 
 def test_threshold_shrinkage_pulls_cuts_toward_their_mean_and_keeps_their_order():
