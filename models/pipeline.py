@@ -52,7 +52,7 @@ def head_inputs(
     if kind == "text":
         return list(texts)
     encoded_kind, *extras = kind.split("+")
-    if encoded_kind not in ("embedding", "layers") or extras not in ([], ["text"], *_ARABIZI):
+    if encoded_kind not in ("embedding", "layers") or tuple(extras) not in _EXTRAS:
         raise ValueError(f"unknown input_kind {kind!r} on {type(model).__name__}")
     encoded = embeddings if encoded_kind == "embedding" else layers
     if encoded is None:
@@ -62,14 +62,15 @@ def head_inputs(
         )
     if not extras:
         return encoded
-    if extras in _ARABIZI:
+    if extras == ["text", "arabizi"]:
         if arabizi is None:
             raise ValueError(f"{type(model).__name__} ({kind!r}) needs arabizi_view's embeddings")
         return (encoded, list(texts), arabizi)
     return (encoded, list(texts))
 
 
-_ARABIZI = (["text", "arabizi"],)
+# what an encoder-reading head may read beside the encoder's output
+_EXTRAS = {(), ("text",), ("text", "arabizi")}
 
 
 def reads_arabizi(model: Any) -> bool:

@@ -906,13 +906,24 @@ class EnsembleSentimentClassifier(PairedInputs):
     ) -> tuple[FloatArray, FloatArray]:
         """Each member's log-probabilities (lets a trainer search weights without refitting);
         the embedding side's rows routed to Latin-script Darija come from the Darija head."""
-        self._check_members()
         encoded, texts, arabizi = self._split_views(inputs)
+        groups = self.route(texts) if self.darija_head is not None else None
+        return self._log_proba(encoded, texts, arabizi, groups)
+
+    def _log_proba(
+        self,
+        encoded: npt.NDArray[np.floating[Any]],
+        texts: list[str],
+        arabizi: npt.NDArray[np.floating[Any]] | None,
+        groups: npt.NDArray[np.object_] | None,
+    ) -> tuple[FloatArray, FloatArray]:
+        """``member_log_proba`` on checked inputs; ``groups``: the texts' ``route``."""
+        self._check_members()
         eps = 1e-9
         log_embedding = np.log(self.embedding_head.predict_proba(encoded) + eps)
         log_text = np.log(np.asarray(self.text_head.predict_proba(texts)) + eps)
-        if self.darija_head is not None and arabizi is not None:
-            rows = np.flatnonzero(self.arabizi_rows(texts))
+        if self.darija_head is not None and arabizi is not None and groups is not None:
+            rows = np.flatnonzero(groups == DARIJA_GROUP)
             if rows.size:
                 if not np.isfinite(arabizi[rows]).all():
                     missing = [int(i) for i in rows if not np.isfinite(arabizi[i]).all()]
@@ -935,11 +946,14 @@ class EnsembleSentimentClassifier(PairedInputs):
             groups[latin] = self.router.predict([texts[i] for i in np.flatnonzero(latin)])
         return groups
 
-    def text_weights(self, texts: Sequence[str]) -> FloatArray:
-        """The embedding member's weight ``w`` for each text."""
+    def text_weights(
+        self, texts: Sequence[str], groups: npt.NDArray[np.object_] | None = None
+    ) -> FloatArray:
+        """The embedding member's weight ``w`` for each text (``groups``: their ``route``)."""
         weights = {"Arab": self.arabic_weight, "Latn": self.latin_weight}
         weights.update(self.latin_group_weights or {})
-        return np.asarray([weights[g] for g in self.route(texts)], dtype=np.float64)
+        routed = self.route(texts) if groups is None else groups
+        return np.asarray([weights[g] for g in routed], dtype=np.float64)
 
     @staticmethod
     def pool(log_embedding: FloatArray, log_text: FloatArray, weight: npt.ArrayLike) -> FloatArray:
@@ -964,8 +978,10 @@ class EnsembleSentimentClassifier(PairedInputs):
     def predict_proba(self, inputs: EmbeddingsAndTexts | WithArabizi) -> FloatArray:
         """Calibrated probabilities from ``(embeddings, texts[, arabizi])``, columns in
         ``labels_`` order."""
-        log_embedding, log_text = self.member_log_proba(inputs)
-        pooled = self.pool(log_embedding, log_text, self.text_weights(list(inputs[1])))
+        encoded, texts, arabizi = self._split_views(inputs)
+        groups = self.route(texts)  # routed once: the weights and the Darija rows both read it
+        log_embedding, log_text = self._log_proba(encoded, texts, arabizi, groups)
+        pooled = self.pool(log_embedding, log_text, self.text_weights(texts, groups))
         return np.asarray(softmax(pooled / self.temperature, axis=1))
 
     def predict(self, inputs: EmbeddingsAndTexts | WithArabizi) -> npt.NDArray[np.object_]:

@@ -34,6 +34,7 @@ from training.corrections import corrections_frame, load_corrections
 from training.evaluate import EvaluationData, evaluate_topics
 from training.fit import (
     EmbeddingCache,
+    SentimentData,
     Split,
     arabic_to_arabizi,
     choose_group_weights,
@@ -328,18 +329,30 @@ def test_the_darija_head_learns_from_real_latin_darija_corpus_rows():
     assert list(darija_train_rows(split, seed_rows=True)) == [True, True, False, False, False]
 
 
-def test_a_darija_ensemble_reads_the_arabic_spelling_and_round_trips(
-    multilingual_frames, cache, encoder, tmp_path
-):
+def routed_ensemble(
+    frames: dict[str, pd.DataFrame],
+    cache: EmbeddingCache,
+    arabic_weight: float = 0.5,
+    group_weights: dict[str, float] | None = None,
+) -> tuple[SentimentConfig, SentimentData, EnsembleSentimentClassifier]:
+    """A routed ensemble fit on the Arabizi/French/English frames, without a Darija head."""
     config = tiny_sentiment_config(corpora=["afrisenti_ary", "umsab_xlm_t"])
-    data = load_sentiment_data(config, cache, frames=multilingual_frames)
+    data = load_sentiment_data(config, cache, frames=frames)
     head, _ = fit_embedding_sentiment(config, data, log=lambda _: None)
     text_head, _ = fit_tfidf_sentiment(config, data, log=lambda _: None)
     router, _ = fit_latin_router(data.train)
     assert router is not None
-    routed = EnsembleSentimentClassifier(
-        head, text_head, 0.5, 0.5, 1.0, {g: 0.5 for g in router.groups_}, router
+    weights = group_weights or {g: 0.5 for g in router.groups_}
+    ensemble = EnsembleSentimentClassifier(
+        head, text_head, arabic_weight, 0.5, 1.0, weights, router
     )
+    return config, data, ensemble
+
+
+def test_a_darija_ensemble_reads_the_arabic_spelling_and_round_trips(
+    multilingual_frames, cache, encoder, tmp_path
+):
+    config, data, routed = routed_ensemble(multilingual_frames, cache)
     model, _ = fit_darija_head(config, data, routed, log=lambda _: None)
     assert model is not None and model.darija_head is not None
     assert model.input_kind == "embedding+text+arabizi"
@@ -376,14 +389,9 @@ def test_a_darija_ensemble_reads_the_arabic_spelling_and_round_trips(
 def test_a_darija_head_on_a_published_ensemble_changes_only_latin_darija_rows(
     multilingual_frames, cache, encoder
 ):
-    config = tiny_sentiment_config(corpora=["afrisenti_ary", "umsab_xlm_t"])
-    data = load_sentiment_data(config, cache, frames=multilingual_frames)
-    head, _ = fit_embedding_sentiment(config, data, log=lambda _: None)
-    text_head, _ = fit_tfidf_sentiment(config, data, log=lambda _: None)
-    router, _ = fit_latin_router(data.train)
-    assert router is not None
     weights = {"ary-Latn": 0.5, "en": 0.7, "fr": 0.2}
-    base = EnsembleSentimentClassifier(head, text_head, 0.4, 0.5, 1.0, weights, router)
+    config, data, base = routed_ensemble(multilingual_frames, cache, 0.4, weights)
+    head, text_head = base.embedding_head, base.text_head
     model, _ = fit_darija_head(config, data, base, log=lambda _: None, tune=["ary-Latn"])
     assert model is not None and model.darija_head is not None
     assert model.arabic_weight == 0.4
