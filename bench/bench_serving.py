@@ -4,8 +4,10 @@
 
 (a) naive: transformers `AutoModel` in torch fp32, texts batched in arrival order and padded
     to the longest (no length bucketing), default threads, mean pooling, then the heads;
-(b) served: the ONNX dynamic-int8 encoder (`OnnxEncoder`: length-bucketed batches, intra-op
-    threads = available cores), then the same heads.
+(b) served: the ONNX dynamic-int8 encoder (`OnnxEncoder`: length-bucketed batches, one per
+    core at a time), then the same heads; with `--with-serial`, also (c) served-serial: the
+    same encoder running one bucket at a time on every core's threads (the threading before
+    stop 19), so the change is measured in the same run.
 Both paths prepare texts as the pipeline does and run the promoted (or given) sentiment and
 topic versions. Each path runs in its own subprocess so its peak RSS is its own. Reported:
 throughput (texts/s) on all texts, latency p50/p95 for 1 text and for 32 texts, peak RSS, and
@@ -96,7 +98,7 @@ def run_path(
     import models.heads.encoder_heads
     import models.heads.tfidf  # noqa: F401
     from models.encoder import tuned
-    from models.pipeline import arabizi_view, encode_once, head_inputs, reads_layers
+    from models.pipeline import encode_with_spellings, head_inputs, reads_layers
     from models.registry import Registry
     from training.fit import prepare_texts
 
@@ -112,13 +114,14 @@ def run_path(
     else:
         from models.encoder import OnnxEncoder
 
-        encoder = OnnxEncoder(directory, variant="int8")
+        encoder = OnnxEncoder(directory, variant="int8", parallel_batches=path == "served")
     load_s = time.perf_counter() - started_load
 
     def analyse(batch: list[str]) -> None:
         prepared = prepare_texts(batch)
-        embeddings, layers = encode_once(encoder, prepared, layered=reads_layers(sentiment, topics))
-        arabizi = arabizi_view(sentiment, prepared, embeddings.shape[1], encoder.encode)
+        embeddings, layers, arabizi = encode_with_spellings(
+            encoder, prepared, sentiment, layered=reads_layers(sentiment, topics)
+        )
         sentiment.predict_proba(head_inputs(sentiment, prepared, embeddings, layers, arabizi))
         topics.predict_proba(head_inputs(topics, prepared, embeddings, layers))
 
@@ -219,7 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--sentiment-version", default=None, help="default: the promoted one")
     parser.add_argument("--topics-version", default=None, help="default: the promoted one")
-    parser.add_argument("--worker", choices=["naive", "served", "http"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--with-serial", action="store_true", help="also run served-serial in every round"
+    )
+    parser.add_argument(
+        "--worker", choices=["naive", "served", "served-serial", "http"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--texts-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -254,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         "throughput_ratio_served_vs_naive": [round(r, 2) for r in ratios],
         "throughput_ratio_median": round(float(np.median(ratios)), 2),
     }
+    if args.with_serial:
+        report["throughput_ratio_served_vs_serial"] = [
+            round(r["served"]["texts_per_s"] / r["served-serial"]["texts_per_s"], 2) for r in rounds
+        ]
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -262,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_round(args: argparse.Namespace, texts_file: Path) -> dict[str, Any]:
     """naive then served, each in a fresh subprocess (own peak RSS), on the same texts."""
-    return {path: _worker(args, texts_file, path) for path in ("naive", "served")}
+    paths = ["naive", "served", *(["served-serial"] if args.with_serial else [])]
+    return {path: _worker(args, texts_file, path) for path in paths}
 
 
 def _worker(args: argparse.Namespace, texts_file: Path, path: str) -> dict[str, Any]:

@@ -4,8 +4,8 @@ normalize → redact → identify language → encode once → heads (sentiment,
 
 The one encoder pass yields the stored embedding and, when a head reads them, every layer's
 pooled output as well (`encode_layers`; its last layer is the embedding). A sentiment head
-with a Latin-script Darija member also reads the Arabic spelling of those posts: a second, short
-pass over them alone (`arabizi_view`).
+with a Latin-script Darija member also reads the Arabic spelling of those posts; the spellings
+ride in the same pass (`encode_with_spellings`), so they share its length buckets.
 """
 
 from __future__ import annotations
@@ -78,22 +78,38 @@ def reads_arabizi(model: Any) -> bool:
     return input_kind(model).endswith("+arabizi")
 
 
+def spelled_rows(model: Any, texts: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """The rows whose Arabic spelling (``arabizi_to_arabic``) a Darija-aware head reads, and
+    those spellings; none for a head that reads no such view. Only Latin-script Darija posts pay."""
+    if not reads_arabizi(model):
+        return np.zeros(0, dtype=np.intp), []
+    rows = np.flatnonzero(model.arabizi_rows(texts))
+    return rows, [arabizi_to_arabic(texts[int(i)]) for i in rows]
+
+
+def spelling_view(
+    model: Any, n_texts: int, rows: np.ndarray, spelled: np.ndarray, dim: int
+) -> np.ndarray | None:
+    """The (n_texts, dim) view a Darija-aware head reads: the spellings' embeddings on their
+    rows, NaN on the others; None for a head that reads no such view."""
+    if not reads_arabizi(model):
+        return None
+    view = np.full((n_texts, dim), np.nan, dtype=np.float32)
+    view[rows] = spelled
+    return view
+
+
 def arabizi_view(
     model: Any,
     texts: Sequence[str],
     dim: int,
     encode: Callable[[list[str]], np.ndarray],
 ) -> np.ndarray | None:
-    """The second encoder pass a Darija-aware head reads: ``encode`` (the shared encoder) of the
-    Arabic spelling (``arabizi_to_arabic``) of the rows the head names, NaN on the other rows;
-    None for a head that reads no such view. Only Latin-script Darija posts pay for it."""
-    if not reads_arabizi(model):
-        return None
-    view = np.full((len(texts), dim), np.nan, dtype=np.float32)
-    rows = np.flatnonzero(model.arabizi_rows(texts))
-    if rows.size:
-        view[rows] = encode([arabizi_to_arabic(texts[int(i)]) for i in rows])
-    return view
+    """The spelling view from its own encoder call (``encode``), for callers that cache it apart
+    from the texts' embeddings (evaluation); serving folds it into the one pass."""
+    rows, spellings = spelled_rows(model, texts)
+    spelled = encode(spellings) if spellings else np.zeros((0, dim), dtype=np.float32)
+    return spelling_view(model, len(texts), rows, spelled, dim)
 
 
 def reads_layers(*heads: Any) -> bool:
@@ -110,6 +126,24 @@ def encode_once(
     layers = encoder.encode_layers(texts)
     # a copy, so a stored embedding does not keep the whole layers array alive
     return np.ascontiguousarray(layers[:, -1]), layers
+
+
+def encode_with_spellings(
+    encoder: TextEncoder, texts: Sequence[str], sentiment_model: Any, *, layered: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(embeddings, pooled layers or None, the sentiment head's spelling view or None) from one
+    encoder pass over the texts and the Arabic spellings of their Latin-script Darija rows."""
+    rows, spellings = spelled_rows(sentiment_model, texts)
+    embeddings, layers = encode_once(encoder, [*texts, *spellings], layered=layered)
+    n = len(texts)
+    view = spelling_view(sentiment_model, n, rows, embeddings[n:], embeddings.shape[1])
+    if not spellings:
+        return embeddings, layers, view
+    return (
+        np.ascontiguousarray(embeddings[:n]),
+        None if layers is None else layers[:n],
+        view,
+    )
 
 
 @dataclass(frozen=True)
@@ -213,16 +247,12 @@ class AnalysisPipeline:
         redacted = [redact(text) for text in texts]
         inputs = [model_input(r.text) for r in redacted]
         languages = self.language_identifier.identify(inputs)
-        embeddings, layers = (
-            encode_once(self.encoder, inputs, layered=reads_layers(*self._heads()))
+        embeddings, layers, arabizi = (
+            encode_with_spellings(
+                self.encoder, inputs, self.sentiment_model, layered=reads_layers(*self._heads())
+            )
             if self.encoder is not None
-            else (None, None)
-        )
-
-        arabizi = (
-            arabizi_view(self.sentiment_model, inputs, embeddings.shape[1], self.encoder.encode)
-            if self.encoder is not None and embeddings is not None
-            else None
+            else (None, None, None)
         )
         sentiment_proba = self.sentiment_model.predict_proba(
             head_inputs(self.sentiment_model, inputs, embeddings, layers, arabizi)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,10 @@ DEFAULT_MAX_LENGTH = 256
 # latency of a 32-text request.
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_MAX_BATCH_TOKENS = 512
+
+# (rows in the caller's order, padded input ids, attention mask) of one length bucket
+PaddedBatch = tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+EmbedBatch = Callable[[npt.NDArray[np.int64], npt.NDArray[np.int64]], npt.NDArray[np.float32]]
 
 
 def available_cores() -> int:
@@ -145,6 +149,7 @@ class BaseEncoder:
         encodings = self.tokenizer_.encode_batch([self.prepare(t) for t in texts])
         ids = [e.ids for e in encodings]
         order = np.argsort([len(x) for x in ids], kind="stable")
+        batches: list[PaddedBatch] = []
         for batch in length_batches([len(ids[i]) for i in order], batch_size, max_batch_tokens):
             rows = order[batch]
             width = max(len(ids[i]) for i in rows)
@@ -153,10 +158,20 @@ class BaseEncoder:
             for r, i in enumerate(rows):
                 input_ids[r, : len(ids[i])] = ids[i]
                 mask[r, : len(ids[i])] = 1
-            out[rows] = (
-                self._embed_layers(input_ids, mask) if layered else self._embed(input_ids, mask)
-            )
+            batches.append((rows, input_ids, mask))
+        embed = self._embed_layers if layered else self._embed
+        for rows, pooled in zip(
+            (rows for rows, _, _ in batches), self._run_batches(embed, batches), strict=True
+        ):
+            out[rows] = pooled
         return out
+
+    def _run_batches(
+        self, embed: EmbedBatch, batches: Sequence[PaddedBatch]
+    ) -> Iterable[npt.NDArray[np.float32]]:
+        """Each batch's pooled output, in order; one after the other (the backend's own threads
+        use the cores)."""
+        return (embed(input_ids, mask) for _, input_ids, mask in batches)
 
     def _embed(
         self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]

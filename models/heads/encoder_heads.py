@@ -821,7 +821,7 @@ class EnsembleSentimentClassifier(PairedInputs):
     Arabic spelling (``models.text.arabizi``), because the encoder reads Darija far better in
     Arabic script. Such an ensemble reads ``(encoded, texts, arabizi)`` (input kind
     ``…+text+arabizi``), ``arabizi`` being needed only on the rows ``arabizi_rows`` names, so
-    the second encoder pass costs only Latin-script Darija posts.
+    only Latin-script Darija posts pay for encoding a second string.
     """
 
     kind: ClassVar[str] = "ensemble-sentiment"
@@ -893,7 +893,7 @@ class EnsembleSentimentClassifier(PairedInputs):
         if not isinstance(inputs, tuple) or len(inputs) != 3:
             raise TypeError(
                 f"an '{self.input_kind}' head takes a tuple (encoded, texts, arabizi), the last "
-                "the Arabic spelling's embeddings (models.pipeline.arabizi_view)"
+                "the Arabic spelling's embeddings (models.pipeline.encode_with_spellings)"
             )
         encoded, texts = self._split((inputs[0], inputs[1]))
         arabizi = np.asarray(inputs[2], dtype=np.float64)
@@ -929,7 +929,7 @@ class EnsembleSentimentClassifier(PairedInputs):
                     missing = [int(i) for i in rows if not np.isfinite(arabizi[i]).all()]
                     raise ValueError(
                         f"rows {missing[:10]} are Latin-script Darija but have no Arabic-spelling "
-                        "embedding (models.pipeline.arabizi_view computes them)"
+                        "embedding (models.pipeline.encode_with_spellings computes them)"
                     )
                 last = encoded if encoded.ndim == 2 else encoded[:, -1]
                 features = darija_features(last[rows], arabizi[rows])

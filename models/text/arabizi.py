@@ -9,7 +9,7 @@ transliteration (another prefix, upper case) gains at most 0.014 (`python -m
 training.arabizi_view`). Read by the sentiment ensemble's Darija head
 (``models.heads.encoder_heads.EnsembleSentimentClassifier``, fit by ``sawt train sentiment``):
 the pipeline encodes the spelling of the posts it routes to Latin-script Darija, and of those
-only (``models.pipeline.arabizi_view``).
+only, in the same encoder pass as the texts (``models.pipeline.encode_with_spellings``).
 
 The spelling is deliberately simple and deterministic: the digit letters (3 ع, 7 ح, 9 ق, 2 ء,
 5 خ, 8 ه), the digraphs ch/sh ش, kh خ, gh غ, ou و, dj ج, one letter for each other consonant,

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
         description="Serving backend of the multilingual encoder; `none` stores no embeddings",
     )
     encoder_threads: int | None = Field(default=None, ge=1, description="Default: all cores")
+    encoder_parallel_batches: bool = Field(
+        default=True,
+        description=(
+            "ONNX: run length buckets side by side, one core each (more texts/s for batches); "
+            "false runs one at a time on every core (a one-text request a few ms faster)"
+        ),
+    )
     job_runner: JobRunnerKind = JobRunnerKind.inprocess
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend_url: str | None = Field(

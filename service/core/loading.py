@@ -50,17 +50,24 @@ def load_encoder(settings: Settings, adapter: str | None = None) -> ServedEncode
         except tuned.AdapterError as exc:
             raise ArtifactError(str(exc)) from exc
     threads = settings.encoder_threads
+    parallel = settings.encoder_parallel_batches
     with _LOADED_LOCK:
         if settings.encoder != EncoderBackend.torch:
             from models.encoder import onnx
 
             if not onnx.is_exported(model_dir):
                 onnx.export_onnx(model_dir, show_progress=False)
-        key = (str(model_dir), settings.encoder.value, threads, _weights_stamp(model_dir))
+        key = (
+            str(model_dir),
+            settings.encoder.value,
+            threads,
+            parallel,
+            _weights_stamp(model_dir),
+        )
         loaded = _LOADED.get(key)
         if loaded is None:
             loaded = ServedEncoder(
-                _backend(settings.encoder, model_dir, threads),
+                _backend(settings.encoder, model_dir, threads, parallel),
                 f"{Path(model_dir).name}-{settings.encoder.value}",
             )
             _LOADED.clear()  # the previous encoder lives on only in pipelines still serving
@@ -70,7 +77,7 @@ def load_encoder(settings: Settings, adapter: str | None = None) -> ServedEncode
 
 # One loaded encoder per process: a reload that swaps only heads (or a second app in the same
 # process) reuses it instead of holding a second copy of the weights and the runtime's arena.
-_LOADED: dict[tuple[str, str, int | None, int], ServedEncoder] = {}
+_LOADED: dict[tuple[str, str, int | None, bool, int], ServedEncoder] = {}
 _LOADED_LOCK = threading.Lock()
 
 
@@ -80,7 +87,9 @@ def _weights_stamp(model_dir: Path) -> int:
     return sum(f.stat().st_mtime_ns for f in files if f.is_file())
 
 
-def _backend(kind: EncoderBackend, model_dir: Path, threads: int | None) -> Any:
+def _backend(
+    kind: EncoderBackend, model_dir: Path, threads: int | None, parallel_batches: bool
+) -> Any:
     if kind == EncoderBackend.torch:
         from models.encoder.encoder import Encoder
 
@@ -88,7 +97,9 @@ def _backend(kind: EncoderBackend, model_dir: Path, threads: int | None) -> Any:
     from models.encoder import onnx
 
     variant: onnx.Variant = "int8" if kind == EncoderBackend.onnx_int8 else "fp32"
-    return onnx.OnnxEncoder(model_dir, variant=variant, num_threads=threads)
+    return onnx.OnnxEncoder(
+        model_dir, variant=variant, num_threads=threads, parallel_batches=parallel_batches
+    )
 
 
 def load_pipeline(

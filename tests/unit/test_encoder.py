@@ -304,6 +304,22 @@ def test_onnx_agrees_with_torch(
 
 
 @pytest.mark.encoder
+def test_onnx_parallel_batches_match_one_at_a_time(onnx_exported) -> None:
+    from models.encoder.onnx import OnnxEncoder
+
+    # mixed lengths and a small batch size: several buckets, finished out of order
+    texts = [text * (1 + i % 4) for i, text in enumerate(SAMPLE * 3)]
+    parallel = OnnxEncoder(onnx_exported, variant="int8", num_threads=2)
+    serial = OnnxEncoder(onnx_exported, variant="int8", num_threads=1)
+    assert parallel.parallel_batches and not serial.parallel_batches
+    got = parallel.encode_layers(texts, batch_size=3)
+    want = serial.encode_layers(texts, batch_size=3)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    # one bucket runs inline (dynamic int8 scales depend on the batch, so compare like calls)
+    np.testing.assert_allclose(parallel.encode([texts[5]]), serial.encode([texts[5]]), atol=1e-6)
+
+
+@pytest.mark.encoder
 def test_onnx_export_is_reused(onnx_exported) -> None:
     from models.encoder.onnx import FILES, export_onnx, is_exported, onnx_dir
 

@@ -22,6 +22,7 @@ class CountingEncoder:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.encoded: list[list[str]] = []
         self.returned: np.ndarray | None = None
 
     def _layers(self, texts: Sequence[str]) -> np.ndarray:
@@ -35,6 +36,7 @@ class CountingEncoder:
 
     def encode_layers(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         self.calls.append("encode_layers")
+        self.encoded.append(list(texts))
         self.returned = self._layers(texts)
         return self.returned
 
@@ -122,16 +124,8 @@ class DarijaAwareSentiment(EmbeddingSentiment):
         return np.tile([0.7, 0.2, 0.1], (len(texts), 1))
 
 
-def test_only_latin_darija_posts_pay_for_the_arabic_spelling_pass(layered_topics):
+def test_only_latin_darija_posts_pay_for_the_arabic_spelling_in_the_same_pass(layered_topics):
     encoder = CountingEncoder()
-    spelled: list[list[str]] = []
-    encode = encoder.encode
-
-    def spy(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        spelled.append(list(texts))
-        return encode(texts, batch_size)
-
-    encoder.encode = spy  # type: ignore[method-assign]
     sentiment = DarijaAwareSentiment()
     pipeline = AnalysisPipeline(
         language_identifier=StubLanguage(),
@@ -141,11 +135,25 @@ def test_only_latin_darija_posts_pay_for_the_arabic_spelling_pass(layered_topics
         encoder=encoder,
     )
     results = pipeline.analyze(TEXTS)
-    # one pass for every text (layers), then one more for the two Darija posts' spellings
-    assert encoder.calls == ["encode_layers", "encode"]
-    assert spelled == [["تسنيت بزاف ف لبالادييا", "خلست فلوس بزاف"]]
+    # one pass: every text, then the spellings of the two Darija posts, bucketed together
+    assert encoder.calls == ["encode_layers"]
+    spellings = ["تسنيت بزاف ف لبالادييا", "خلست فلوس بزاف"]
+    assert encoder.encoded == [[*TEXTS, *spellings]]
+    returned = encoder.returned
+    assert returned is not None
     assert sentiment.seen is not None
-    assert np.isfinite(sentiment.seen[:2]).all() and np.isnan(sentiment.seen[2:]).all()
-    # the stored embedding is still the text's own, not its spelling's
-    assert encoder.returned is not None
-    np.testing.assert_allclose(results[0].embedding, encoder.returned[0, -1])
+    np.testing.assert_allclose(sentiment.seen[:2], returned[4:, -1])
+    assert np.isnan(sentiment.seen[2:]).all()
+    # the stored embeddings are the texts' own, not their spellings'
+    assert len(results) == len(TEXTS)
+    for result, row in zip(results, returned[:4, -1], strict=True):
+        assert result.embedding is not None and result.embedding.flags["C_CONTIGUOUS"]
+        np.testing.assert_allclose(result.embedding, row)
+    topic_inputs = layered_topics.predict_proba(returned[:4])
+    assert {t.id for t in results[0].topics} == {
+        label
+        for label, score, cut in zip(
+            TOPICS, topic_inputs[0], layered_topics.thresholds_, strict=True
+        )
+        if score >= cut
+    }
