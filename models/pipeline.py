@@ -137,13 +137,8 @@ def encode_with_spellings(
     embeddings, layers = encode_once(encoder, [*texts, *spellings], layered=layered)
     n = len(texts)
     view = spelling_view(sentiment_model, n, rows, embeddings[n:], embeddings.shape[1])
-    if not spellings:
-        return embeddings, layers, view
-    return (
-        np.ascontiguousarray(embeddings[:n]),
-        None if layers is None else layers[:n],
-        view,
-    )
+    # leading rows of C-ordered arrays: views, no copy, still contiguous
+    return embeddings[:n], None if layers is None else layers[:n], view
 
 
 @dataclass(frozen=True)

@@ -211,8 +211,8 @@ def model_card(
                     "; for texts routed to Latin-script Darija the embedding side is a Darija "
                     "head (logistic regression, C = "
                     f"{model.darija_head.C}) on the text's embedding beside the embedding of "
-                    "its Arabic-script spelling (models/text/arabizi.py, a second encoder pass "
-                    "over those texts only), fit on afrisenti_ary's Latin-script train rows"
+                    "its Arabic-script spelling (models/text/arabizi.py; those texts' spellings "
+                    "ride in the same encoder pass), fit on afrisenti_ary's Latin-script train rows"
                 )
             base_version = getattr(config, "base_version", None)
             if base_version:

@@ -112,7 +112,7 @@ class SentimentConfig(_Config):
         default=True,
         description="routed ensemble: score texts routed to Latin-script Darija with a head "
         "(logistic regression) on the post's embedding beside its Arabic spelling's "
-        "(models.text.arabizi; a second encoder pass for those posts only), fit on train's "
+        "(models.text.arabizi; encoded for those posts only, in the same pass), fit on train's "
         "Latin-script Darija rows; kept only where it beats the routed ensemble on dev. On "
         "afrisenti_ary's Latin-script train rows, 5-fold CV macro-F1 0.507 -> 0.552 with the "
         "second view (python -m training.arabizi_view)",

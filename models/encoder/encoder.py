@@ -160,9 +160,7 @@ class BaseEncoder:
                 mask[r, : len(ids[i])] = 1
             batches.append((rows, input_ids, mask))
         embed = self._embed_layers if layered else self._embed
-        for rows, pooled in zip(
-            (rows for rows, _, _ in batches), self._run_batches(embed, batches), strict=True
-        ):
+        for (rows, _, _), pooled in zip(batches, self._run_batches(embed, batches), strict=True):
             out[rows] = pooled
         return out
 
